@@ -1,0 +1,38 @@
+"""mflow: Metaflow-style data-science workflows as small composable Unix commands.
+
+`from mflow import FlowSpec, step, ...` as with Metaflow; names load on first use so that
+importing mflow (and starting mflow-task) stays fast.
+"""
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "FlowSpec": "mflow.flow.spec",
+    "step": "mflow.flow.decorators",
+    "retry": "mflow.flow.decorators",
+    "catch": "mflow.flow.decorators",
+    "timeout": "mflow.flow.decorators",
+    "resources": "mflow.flow.decorators",
+    "environment": "mflow.flow.decorators",
+    "Parameter": "mflow.flow.parameters",
+    "JSONType": "mflow.flow.parameters",
+    "IncludeFile": "mflow.flow.parameters",
+    "current": "mflow.flow.current",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name):
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError("module 'mflow' has no attribute %r" % name)
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

@@ -1,0 +1,81 @@
+"""The one error boundary: runs a click command and turns every failure into an exit code.
+
+A user's mistake becomes one `Error: what happened. What to do.` line on stderr;
+`--traceback` (or MFLOW_TRACEBACK=1) shows the whole trace as well.
+"""
+
+import contextlib
+import os
+import sys
+import traceback
+
+import click
+
+from mflow.errors import ExitCode, MflowError
+
+from .console import Console
+
+
+def run_cli(command, argv=None, console=None, prog_name=None):
+    """Run `command` with `argv` and return its exit code; never raises."""
+    console = console or Console()
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--traceback" in args:
+        console.traceback = True
+    prog_name = prog_name or os.path.basename(sys.argv[0] or command.name)
+    # click writes help and usage errors through sys.stdout/sys.stderr; point them at the console.
+    with contextlib.redirect_stdout(console.stdout), contextlib.redirect_stderr(console.stderr):
+        try:
+            result = command.main(args=args, prog_name=prog_name, standalone_mode=False, obj=console)
+            code = result if isinstance(result, int) else ExitCode.OK
+        except click.exceptions.Exit as exc:
+            code = exc.exit_code
+        except click.exceptions.UsageError as exc:
+            exc.show(file=console.stderr)
+            code = ExitCode.USAGE
+        except click.exceptions.ClickException as exc:
+            console.err("Error: %s" % exc.format_message())
+            code = exc.exit_code
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            console.err("Error: interrupted.")
+            code = ExitCode.INTERRUPTED
+        except MflowError as exc:
+            if console.traceback:
+                traceback.print_exc(file=console.stderr)
+            console.err("Error: %s" % exc)
+            code = exc.exit_code
+        except BrokenPipeError:
+            _silence_stdout()
+            code = ExitCode.BROKEN_PIPE
+        except Exception as exc:  # a bug in mflow: say so and how to see more
+            if console.traceback:
+                traceback.print_exc(file=console.stderr)
+            console.err(
+                "Error: internal error: %s: %s. Rerun with --traceback and report it."
+                % (type(exc).__name__, exc)
+            )
+            code = ExitCode.INTERNAL
+        try:
+            console.stdout.flush()
+        except BrokenPipeError:
+            _silence_stdout()
+            code = ExitCode.BROKEN_PIPE
+    return int(code)
+
+
+def _silence_stdout():
+    # Python flushes stdout again at exit; point it at /dev/null so that flush cannot fail.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def entry_point(command):
+    """A `main()` for a bin/ executable: run `command` and exit with its code."""
+
+    def main(argv=None, console=None):
+        sys.exit(run_cli(command, argv, console))
+
+    return main

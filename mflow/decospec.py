@@ -1,0 +1,128 @@
+"""What each step decorator accepts and which argument values are valid.
+
+One table serves both the static linter (mflow-graph --check, on literal arguments) and
+the decorators a flow applies at import time, so the two can never disagree.
+"""
+
+import keyword
+import numbers
+import re
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_retry(args):
+    problems = []
+    times = args.get("times")
+    if not _is_int(times) or times < 0:
+        problems.append("times must be a whole number of 0 or more, not %r" % (times,))
+    minutes = args.get("minutes_between_retries")
+    if not _is_number(minutes) or minutes < 0:
+        problems.append("minutes_between_retries must be a number of 0 or more, not %r" % (minutes,))
+    return problems
+
+
+def _check_catch(args):
+    problems = []
+    var = args.get("var")
+    if var is not None and (
+        not isinstance(var, str) or not var.isidentifier() or keyword.iskeyword(var) or var.startswith("_")
+    ):
+        problems.append("var must name an artifact (a Python identifier not starting with _), not %r" % (var,))
+    if not isinstance(args.get("print_exception"), bool):
+        problems.append("print_exception must be True or False, not %r" % (args.get("print_exception"),))
+    return problems
+
+
+def _check_timeout(args):
+    problems = []
+    for unit in ("seconds", "minutes", "hours"):
+        value = args.get(unit)
+        if not _is_number(value) or value < 0:
+            problems.append("%s must be a number of 0 or more, not %r" % (unit, value))
+    if not problems and timeout_seconds(args) <= 0:
+        problems.append("needs a duration: give seconds=, minutes= or hours=")
+    return problems
+
+
+def timeout_seconds(args):
+    """The total duration of a @timeout's arguments, in seconds."""
+    return args.get("seconds", 0) + 60 * args.get("minutes", 0) + 3600 * args.get("hours", 0)
+
+
+def _check_resources(args):
+    problems = []
+    for name in ("cpu", "memory", "disk", "shared_memory"):
+        value = args.get(name)
+        if value is not None and (not _is_number(value) or value <= 0):
+            problems.append("%s must be a positive number, not %r" % (name, value))
+    gpu = args.get("gpu")
+    if gpu is not None and (not _is_int(gpu) or gpu < 0):
+        problems.append("gpu must be a whole number of 0 or more, not %r" % (gpu,))
+    return problems
+
+
+def _check_environment(args):
+    env = args.get("vars")
+    if not isinstance(env, dict):
+        return ["vars must be a dict of variable names to string values, not %r" % (env,)]
+    problems = []
+    for name, value in env.items():
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            problems.append("vars has an invalid variable name %r" % (name,))
+        elif not isinstance(value, (str, numbers.Real)):
+            problems.append("vars[%r] must be a string, not %s" % (name, type(value).__name__))
+    return problems
+
+
+class DecoratorSpec:
+    """A step decorator's name, its keyword arguments with their defaults, and its checks."""
+
+    def __init__(self, name, defaults, check):
+        self.name = name
+        self.defaults = defaults
+        self._check = check
+
+    def problems(self, args, literal_only=None):
+        """Messages for every invalid argument in `args` (a dict of keyword arguments).
+
+        `literal_only`, when given, is the set of argument names whose values are known;
+        values outside it (expressions the static parser cannot evaluate) are not judged.
+        """
+        problems = []
+        for name in args:
+            if name not in self.defaults:
+                problems.append(
+                    "has no argument %r; it takes %s" % (name, ", ".join(sorted(self.defaults)) or "none")
+                )
+        if problems:
+            return problems
+        if literal_only is not None and set(args) - set(literal_only):
+            return []
+        merged = dict(self.defaults)
+        merged.update(args)
+        return self._check(merged)
+
+
+STEP_DECORATORS = {
+    spec.name: spec
+    for spec in (
+        DecoratorSpec("retry", {"times": 3, "minutes_between_retries": 2}, _check_retry),
+        DecoratorSpec("catch", {"var": None, "print_exception": True}, _check_catch),
+        DecoratorSpec("timeout", {"seconds": 0, "minutes": 0, "hours": 0}, _check_timeout),
+        DecoratorSpec(
+            "resources",
+            {"cpu": 1, "gpu": None, "disk": None, "memory": 4096, "shared_memory": None},
+            _check_resources,
+        ),
+        DecoratorSpec("environment", {"vars": {}}, _check_environment),
+    )
+}

@@ -1,0 +1,138 @@
+"""Every error a user can cause, as one typed exception, and the exit codes they map to.
+
+The core raises these; only mflow/cli turns them into `Error: ...` lines and exit codes.
+"""
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Exit codes of every mflow command; documented in man/mflow.1 (EXIT STATUS)."""
+
+    OK = 0
+    FAILED = 1  # the command ran and found a problem: lint errors, a failed run
+    USAGE = 2  # the command line itself was wrong (unknown option, missing argument)
+    BAD_INPUT = 3  # an input file is missing, unreadable, not Python, or holds no usable flow
+    NOT_FOUND = 4  # a key, pathspec, run or flow that the store does not hold
+    STORE = 5  # the store cannot be read or written: unreachable, denied, full, corrupt
+    INTERNAL = 70  # a bug in mflow itself (EX_SOFTWARE); rerun with --traceback and report it
+    INTERRUPTED = 130  # Ctrl-C (SIGINT)
+    BROKEN_PIPE = 141  # stdout was closed early (`| head`); as a shell reports SIGPIPE
+
+
+class MflowError(Exception):
+    """Base of every error a user can cause.
+
+    The message is one line: what happened, then what to do about it.
+    """
+
+    exit_code = ExitCode.FAILED
+
+    def __init__(self, message, hint=None):
+        self.message = message
+        self.hint = hint
+        super().__init__(message)
+
+    def __str__(self):
+        if self.hint:
+            return "%s %s" % (_sentence(self.message), _sentence(self.hint))
+        return _sentence(self.message)
+
+
+def _sentence(text):
+    text = text.strip()
+    return text if text.endswith((".", "?", "!")) else text + "."
+
+
+class FlowFileError(MflowError):
+    """The flow file cannot be used: missing, unreadable, bad syntax, no flow in it."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+    def __init__(self, message, hint=None, path=None, line=None):
+        self.path = path
+        self.line = line
+        super().__init__(message, hint)
+
+
+class FlowDefinitionError(MflowError):
+    """The flow's code misuses the authoring API (a decorator's arguments, a Parameter).
+
+    Raised while the flow's class body is evaluated, so it names the step or parameter.
+    """
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class GraphLintError(MflowError):
+    """The flow's graph breaks one or more graph rules; `problems` holds each of them."""
+
+    exit_code = ExitCode.FAILED
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        count = len(self.problems)
+        super().__init__(
+            "the flow's graph has %d problem%s" % (count, "" if count == 1 else "s"),
+            "Run `mflow check FLOW.py` to see each with its line",
+        )
+
+
+class ParameterError(MflowError):
+    """A parameter value given on the command line or in the environment is invalid."""
+
+    exit_code = ExitCode.USAGE
+
+
+class TransitionError(MflowError):
+    """A step called self.next() in a form or to a target that the graph does not allow."""
+
+    exit_code = ExitCode.FAILED
+
+
+class StoreError(MflowError):
+    """The store cannot be read or written: unreachable, denied, full, a missing bucket.
+
+    `store` is the store's URL; the message names it so that one line says where.
+    """
+
+    exit_code = ExitCode.STORE
+
+    def __init__(self, message, hint=None, store=None):
+        self.store = store
+        super().__init__(message, hint)
+
+
+class CorruptBlobError(StoreError):
+    """A blob's bytes do not hash to its key, or a stored record cannot be parsed."""
+
+    def __init__(self, message, hint=None, store=None, key=None):
+        self.key = key
+        super().__init__(message, hint, store)
+
+
+class NotFoundError(MflowError):
+    """A key, pathspec, run or flow that the store does not hold."""
+
+    exit_code = ExitCode.NOT_FOUND
+
+    def __init__(self, message, hint=None, store=None):
+        self.store = store
+        super().__init__(message, hint)
+
+
+class PathspecError(MflowError):
+    """A pathspec or blob key given by the user is malformed (not merely unknown)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ArtifactSerializationError(MflowError):
+    """A value a step set on `self` cannot be pickled, not even with cloudpickle."""
+
+    exit_code = ExitCode.FAILED
+
+    def __init__(self, message, hint=None, artifact=None, step=None):
+        self.artifact = artifact
+        self.step = step
+        super().__init__(message, hint)

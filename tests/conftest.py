@@ -1,0 +1,55 @@
+"""Shared fixtures: run a command in-process against a fake console, and find the repo."""
+
+import io
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+
+class Result:
+    def __init__(self, code, stdout, stderr):
+        self.code = code
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def __repr__(self):
+        return "Result(code=%r, stdout=%r, stderr=%r)" % (self.code, self.stdout, self.stderr)
+
+
+class _TextOut(io.TextIOWrapper):
+    def __init__(self):
+        super().__init__(io.BytesIO(), encoding="utf-8", newline="")
+
+    def value(self):
+        self.flush()
+        return self.buffer.getvalue().decode("utf-8")
+
+
+def invoke(command, args, stdin="", environ=None, tty=False):
+    """Run a click command through mflow's error boundary with captured streams."""
+    from mflow.cli.boundary import run_cli
+    from mflow.cli.console import Console
+
+    out, err = _TextOut(), _TextOut()
+    env = dict(os.environ)
+    env.update(environ or {})
+    console = Console(
+        stdin=io.StringIO(stdin), stdout=out, stderr=err, environ=env, stdout_isatty=tty, stderr_isatty=tty
+    )
+    code = run_cli(command, [str(a) for a in args], console, prog_name=command.name)
+    return Result(code, out.value(), err.value())
+
+
+@pytest.fixture
+def cli():
+    return invoke
+
+
+@pytest.fixture
+def repo():
+    return REPO
