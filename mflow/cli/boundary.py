@@ -13,7 +13,7 @@ import click
 
 from mflow.errors import ExitCode, MflowError
 
-from .console import Console
+from .console import Console, StdoutClosed
 
 
 def run_cli(command, argv=None, console=None, prog_name=None):
@@ -44,7 +44,7 @@ def run_cli(command, argv=None, console=None, prog_name=None):
                 traceback.print_exc(file=console.stderr)
             console.err("Error: %s" % exc)
             code = exc.exit_code
-        except BrokenPipeError:
+        except (StdoutClosed, BrokenPipeError):
             _silence_stdout()
             code = ExitCode.BROKEN_PIPE
         except Exception as exc:  # a bug in mflow: say so and how to see more

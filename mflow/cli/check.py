@@ -52,6 +52,6 @@ def show(console, flow_file, flow_name):
     from mflow.graph.render import graph_to_text
 
     graph = load_flow_graph(console, flow_file, flow_name)
-    console.stdout.write(graph_to_text(graph))
+    console.write(graph_to_text(graph))
     if graph.problems:
         console.err("The graph has problems; `mflow check %s` lists them." % flow_file)

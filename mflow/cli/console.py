@@ -22,17 +22,27 @@ class Console:
 
     def out(self, text=""):
         """One line of data to stdout."""
-        self.stdout.write(text + "\n")
+        self.write(text + "\n")
+
+    def write(self, text):
+        """Text to stdout as it is."""
+        try:
+            self.stdout.write(text)
+        except BrokenPipeError as exc:
+            raise StdoutClosed() from exc
 
     def out_bytes(self, data):
         """Raw bytes to stdout, bypassing text encoding."""
-        self.stdout.flush()
-        buffer = getattr(self.stdout, "buffer", None)
-        if buffer is not None:
-            buffer.write(data)
-            buffer.flush()
-        else:
-            self.stdout.write(data.decode("utf-8", "replace"))
+        try:
+            self.stdout.flush()
+            buffer = getattr(self.stdout, "buffer", None)
+            if buffer is not None:
+                buffer.write(data)
+                buffer.flush()
+            else:
+                self.stdout.write(data.decode("utf-8", "replace"))
+        except BrokenPipeError as exc:
+            raise StdoutClosed() from exc
 
     def err(self, text=""):
         """One line for people to stderr: warnings, problems, progress."""
@@ -62,3 +72,8 @@ def _isatty(stream):
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+class StdoutClosed(Exception):
+    """The reader of stdout went away (`| head`). Not an OSError, so that click leaves it
+    to the error boundary, which exits quietly with 141."""

@@ -74,9 +74,9 @@ def cli(console, flow_file, flow_name, output_format, check, pretty):
     if output_format == "json":
         console.out(dumps_json(render.graph_to_dict(graph), pretty=pretty))
     elif output_format == "dot":
-        console.stdout.write(render.graph_to_dot(graph))
+        console.write(render.graph_to_dot(graph))
     else:
-        console.stdout.write(render.graph_to_text(graph))
+        console.write(render.graph_to_text(graph))
     return ExitCode.OK
 
 

@@ -3,7 +3,6 @@
 Each rule adds Problems (line + message) instead of stopping, so one run reports them all.
 """
 
-import difflib
 import re
 
 from mflow.decospec import STEP_DECORATORS
@@ -142,6 +141,8 @@ def _resolve_edges(graph):
         known = []
         for target in transition.targets:
             if target not in graph.steps:
+                import difflib  # only on this error path: it costs start-up time
+
                 hint = difflib.get_close_matches(target, list(graph.steps), n=1)
                 suffix = "; did you mean %s?" % hint[0] if hint else "; define it or fix the name"
                 _add(graph, transition.line, "step %s goes to unknown step %s%s" % (node.name, target, suffix))
@@ -197,49 +198,53 @@ def _check_reachable(graph):
 
 
 def _check_cycles(graph, reachable):
+    """Report each cycle once; iterative, so a flow of thousands of steps cannot overflow."""
     state = {}
     acyclic = True
-
-    def visit(name, path):
-        nonlocal acyclic
-        state[name] = "open"
-        path.append(name)
-        for target in _edges(graph[name]):
+    for root in graph.steps:
+        if root in state:
+            continue
+        state[root] = "open"
+        path, stack = [root], [iter(_edges(graph[root]))]
+        while stack:
+            target = next(stack[-1], None)
+            if target is None:
+                state[path.pop()] = "done"
+                stack.pop()
+                continue
             if state.get(target) == "open":
                 cycle = path[path.index(target):] + [target]
                 _add(
                     graph,
-                    graph[name].transition.line,
+                    graph[path[-1]].transition.line,
                     "steps %s form a cycle; only a switch may loop, and only to its own step" % " -> ".join(cycle),
                 )
                 acyclic = False
             elif target not in state:
-                visit(target, path)
-        path.pop()
-        state[name] = "done"
-
-    for name in graph.steps:
-        if name not in state:
-            visit(name, [])
+                state[target] = "open"
+                path.append(target)
+                stack.append(iter(_edges(graph[target])))
     return acyclic
 
 
 def _topological(graph, names):
-    order, seen = [], set()
-
-    def visit(name):
-        if name in seen:
-            return
-        seen.add(name)
+    """`names` in an order where every step comes after the steps that lead to it."""
+    indegree = {name: 0 for name in names}
+    for name in names:
         for target in _edges(graph[name]):
-            if target in names:
-                visit(target)
+            if target in indegree:
+                indegree[target] += 1
+    ready = [name for name in graph.steps if name in names and indegree[name] == 0]
+    order = []
+    while ready:
+        name = ready.pop(0)
         order.append(name)
-
-    for name in graph.steps:
-        if name in names:
-            visit(name)
-    return list(reversed(order))
+        for target in _edges(graph[name]):
+            if target in indegree:
+                indegree[target] -= 1
+                if indegree[target] == 0:
+                    ready.append(target)
+    return order
 
 
 def _check_split_join(graph, reachable):

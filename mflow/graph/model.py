@@ -148,22 +148,27 @@ class FlowGraph:
         return sorted(self.problems, key=lambda p: (p.line, p.message))
 
     def ordered_steps(self):
-        """Steps in the order a reader follows them: depth first from start, joins after
-        the branches they close, then any step unreachable from start."""
+        """Steps in the order a reader follows them: depth first from start, each join
+        after all the branches it closes, then any step unreachable from start."""
         seen, order = set(), []
-        remaining_inputs = {name: len(set(node.in_steps) - {name}) for name, node in self.steps.items()}
+        waiting = {name: len(set(node.in_steps) - {name}) for name, node in self.steps.items()}
 
-        def visit(name):
-            if name in seen or name not in self.steps:
-                return
-            seen.add(name)
-            order.append(self.steps[name])
-            for target in self.steps[name].next_steps:
-                if target == name:
+        def visit(root):
+            stack = [root]
+            while stack:
+                name = stack.pop()
+                if name in seen or name not in self.steps:
                     continue
-                remaining_inputs[target] = remaining_inputs.get(target, 0) - 1
-                if remaining_inputs[target] <= 0:
-                    visit(target)
+                seen.add(name)
+                order.append(self.steps[name])
+                ready = []
+                for target in self.steps[name].next_steps:
+                    if target == name:
+                        continue
+                    waiting[target] = waiting.get(target, 0) - 1
+                    if waiting[target] <= 0:
+                        ready.append(target)
+                stack.extend(reversed(ready))
 
         if "start" in self.steps:
             visit("start")

@@ -60,6 +60,7 @@ class _FlowParser:
         self.path = path
         self.module = module
         self.source = source
+        self.lines = source.splitlines()
         # Local name -> the mflow/metaflow API name it stands for (`from mflow import step as s`).
         self.api_names = {}
         # Local names bound to the mflow/metaflow module itself (`import mflow as mf`).
@@ -69,7 +70,7 @@ class _FlowParser:
     # --- names -------------------------------------------------------------------------
 
     def _collect_imports(self):
-        for node in ast.walk(self.module):
+        for node in _module_level(self.module.body):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in _API_MODULES:
                 for alias in node.names:
                     self.api_names[alias.asname or alias.name] = alias.name
@@ -293,19 +294,17 @@ class _FlowParser:
 
     def _transition(self, func, node, graph):
         self_name = node.arg_names[0] if node.arg_names else "self"
-        calls = [
-            sub
-            for sub in ast.walk(func)
-            if isinstance(sub, ast.Call)
-            and isinstance(sub.func, ast.Attribute)
-            and sub.func.attr == "next"
-            and isinstance(sub.func.value, ast.Name)
-            and sub.func.value.id == self_name
-        ]
-        calls.sort(key=lambda c: (c.lineno, c.col_offset))
         body = [stmt for stmt in func.body if not _is_docstring(stmt)]
         last = body[-1] if body else None
-        tail = last.value if isinstance(last, ast.Expr) and last.value in calls else None
+        tail = last.value if isinstance(last, ast.Expr) and _is_next_call(last.value, self_name) else None
+        lines = self.lines[func.lineno - 1 : func.end_lineno]
+        if tail is not None and node.name != "end" and sum(line.count(".next") for line in lines) == 1:
+            calls = [tail]  # the common case, without walking the whole body
+        else:
+            calls = sorted(
+                (sub for sub in ast.walk(func) if _is_next_call(sub, self_name)),
+                key=lambda c: (c.lineno, c.col_offset),
+            )
         if node.name == "end":
             for call in calls:
                 graph.problems.append(
@@ -399,6 +398,28 @@ class _FlowParser:
             if target not in targets:
                 targets.append(target)
         return Transition("switch", call.lineno, targets, condition=condition.value, cases=cases)
+
+
+def _is_next_call(node, self_name):
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "next"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == self_name
+    )
+
+
+def _module_level(statements):
+    """Statements run when the module loads: the body, and inside if/try/with blocks,
+    but not inside functions or classes."""
+    for stmt in statements:
+        yield stmt
+        if isinstance(stmt, (ast.If, ast.Try, ast.With)):
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                yield from _module_level(getattr(stmt, field, []))
+        elif isinstance(stmt, ast.ExceptHandler):
+            yield from _module_level(stmt.body)
 
 
 def _step_reference(node, self_name):

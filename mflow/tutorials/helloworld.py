@@ -6,7 +6,7 @@ from mflow import FlowSpec, step
 class HelloFlow(FlowSpec):
     """A flow where mflow prints 'Hi'.
 
-    Run it with `mflow run helloworld.py` (or `python helloworld.py run`).
+    Check it with `mflow check helloworld.py` (or `python helloworld.py check`).
     """
 
     @step
