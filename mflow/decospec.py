@@ -79,17 +79,19 @@ def _check_environment(args):
         if not isinstance(name, str) or not _ENV_NAME.match(name):
             problems.append("vars has an invalid variable name %r" % (name,))
         elif not isinstance(value, (str, numbers.Real)):
-            problems.append("vars[%r] must be a string, not %s" % (name, type(value).__name__))
+            problems.append("vars[%r] must be a string or a number, not %s" % (name, type(value).__name__))
     return problems
 
 
 class DecoratorSpec:
     """A step decorator's name, its keyword arguments with their defaults, and its checks."""
 
-    def __init__(self, name, defaults, check):
+    def __init__(self, name, defaults, check, allow_multiple=False):
         self.name = name
         self.defaults = defaults
         self._check = check
+        # Whether a step may carry this decorator more than once (e.g. several cards).
+        self.allow_multiple = allow_multiple
 
     def problems(self, args, literal_only=None):
         """Messages for every invalid argument in `args` (a dict of keyword arguments).

@@ -538,7 +538,7 @@ middle = Parameter('middle-param', default='m')
         err(path, "count = ", "parameter 'count': default 'three' is not of type int"),
         err(path, "bad = ", "parameter name 'no spaces allowed' is invalid; use letters, digits, _ and -"),
         err(path, "unnamed = ", "Parameter unnamed has no name; give it one, e.g. Parameter('unnamed')"),
-        err(path, "middle = ", "parameter middle has the same name as a step; rename one"),
+        err(path, "middle = ", "parameter middle has the same name as step middle; rename one"),
     ]
 
 
@@ -563,3 +563,19 @@ def test_every_problem_is_reported_in_line_order(cli, tmp_path):
     numbers = [int(line.split(":")[1]) for line in lines]
     assert numbers == sorted(numbers)
     assert len(lines) == 5, lines
+
+
+def test_parameter_names_clash_as_options_do(cli, tmp_path):
+    params = """
+learning_rate = Parameter('learning_rate', default=1)
+lr = Parameter('Learning-Rate', default=2)
+cfg = Parameter('cfg', type=JSONType, default='{not json')
+other = Parameter('middle', default='m')
+"""
+    path = write_flow(tmp_path, params + LINEAR)
+    first = line_of(path, "learning_rate = ")
+    assert errors(cli, path) == [
+        err(path, "lr = ", "parameter 'Learning-Rate' clashes with 'learning_rate' (case and - versus _ do not count) (lines %d and %d)" % (first, first + 1)),
+        err(path, "cfg = ", "parameter 'cfg': default '{not json' is not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"),
+        err(path, "other = ", "parameter other has the same name as step middle; rename one"),
+    ]

@@ -3,27 +3,10 @@
 Each rule adds Problems (line + message) instead of stopping, so one run reports them all.
 """
 
-import re
-
 from mflow.decospec import STEP_DECORATORS
+from mflow.naming import PARAMETER_NAME, RESERVED_STEP_NAMES, STEP_NAME, is_reserved_parameter, parameter_key
 
 from .model import Problem
-
-STEP_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
-PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-
-# Attributes of FlowSpec a step would shadow; a step named like one breaks the flow.
-RESERVED_STEP_NAMES = frozenset(
-    ["name", "next", "input", "index", "inputs", "foreach_stack", "merge_artifacts", "cmd", "script_name", "self"]
-)
-# Options of `mflow run` that a parameter (which becomes `--NAME`) must not take.
-RESERVED_PARAMETER_NAMES = frozenset(
-    [
-        "help", "tag", "with", "store", "flow", "run-id", "run-id-file", "max-workers", "max-num-splits",
-        "quiet", "verbose", "traceback", "log-format", "namespace", "params", "origin-run-id",
-    ]
-)
-
 
 def analyze(graph):
     """Fill in each step's type, inputs and split/join pairing, and add to graph.problems
@@ -66,13 +49,18 @@ def _check_parameters(graph):
             continue
         if not PARAMETER_NAME.match(param.name):
             _add(graph, param.line, "parameter name %r is invalid; use letters, digits, _ and -" % param.name)
-        if param.name.lower() in RESERVED_PARAMETER_NAMES:
+        if is_reserved_parameter(param.name):
             _add(graph, param.line, "parameter name %r is reserved by `mflow run`; rename it" % param.name)
-        if param.name in seen:
-            _add(graph, param.line, "parameter %r is declared twice (lines %d and %d)" % (param.name, seen[param.name], param.line))
-        seen[param.name] = param.line
-        if param.attribute in graph.steps:
-            _add(graph, param.line, "parameter %s has the same name as a step; rename one" % param.attribute)
+        key = parameter_key(param.name)
+        if key in seen:
+            first_name, first_line = seen[key]
+            same = "is declared twice" if first_name == param.name else "clashes with %r (case and - versus _ do not count)" % first_name
+            _add(graph, param.line, "parameter %r %s (lines %d and %d)" % (param.name, same, first_line, param.line))
+        else:
+            seen[key] = (param.name, param.line)
+        clash = param.attribute if param.attribute in graph.steps else param.name if param.name in graph.steps else None
+        if clash:
+            _add(graph, param.line, "parameter %s has the same name as step %s; rename one" % (param.attribute, clash))
         problem = _default_problem(param)
         if problem:
             _add(graph, param.line, "parameter %r: %s" % (param.name, problem))
@@ -82,6 +70,14 @@ def _default_problem(param):
     if not param.has_default or not param.default_literal or param.default is None:
         return None
     value = param.default
+    if param.type == "JSONType" and isinstance(value, str):
+        import json
+
+        try:
+            json.loads(value)
+        except ValueError as exc:
+            return "default %r is not valid JSON (%s)" % (value, exc)
+        return None
     expected = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}.get(param.type)
     if expected is None:
         return None
@@ -98,10 +94,10 @@ def _check_decorators(graph):
     for node in graph:
         seen = set()
         for deco in node.decorators:
-            if deco.name in seen:
+            spec = STEP_DECORATORS.get(deco.name)
+            if deco.name in seen and not (spec and spec.allow_multiple):
                 _add(graph, deco.line, "@%s is applied twice to step %s; keep one" % (deco.name, node.name))
             seen.add(deco.name)
-            spec = STEP_DECORATORS.get(deco.name)
             if spec is None:
                 continue  # the user's own decorator: nothing to judge
             if deco.positional:
