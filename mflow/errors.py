@@ -15,6 +15,8 @@ class ExitCode(IntEnum):
     BAD_INPUT = 3  # an input file is missing, unreadable, not Python, or holds no usable flow
     NOT_FOUND = 4  # a key, pathspec, run or flow that the store does not hold
     STORE = 5  # the store cannot be read or written: unreachable, denied, full, corrupt
+    TASK_FAILED = 10  # mflow-task: the step failed; another attempt may succeed
+    TASK_FAILED_FINAL = 11  # mflow-task: failed in a way no retry can fix (bad graph, bad input)
     INTERNAL = 70  # a bug in mflow itself (EX_SOFTWARE); rerun with --traceback and report it
     INTERRUPTED = 130  # Ctrl-C (SIGINT)
     BROKEN_PIPE = 141  # stdout was closed early (`| head`); as a shell reports SIGPIPE
@@ -136,3 +138,19 @@ class ArtifactSerializationError(MflowError):
         self.artifact = artifact
         self.step = step
         super().__init__(message, hint)
+
+
+class AlreadyExistsError(MflowError):
+    """A run id or task attempt asked for explicitly is already taken in the store."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, message, hint=None, store=None):
+        self.store = store
+        super().__init__(message, hint)
+
+
+class TagError(MflowError):
+    """A tag is invalid (empty, too long, not text), or a system tag was to be removed."""
+
+    exit_code = ExitCode.USAGE

@@ -53,3 +53,7 @@ def cli():
 @pytest.fixture
 def repo():
     return REPO
+
+
+# --- store fixtures ---
+from s3_server import s3_server, store_under_test  # noqa: E402,F401  (SeaweedFS on 127.0.0.1)

@@ -59,3 +59,18 @@ def flow_name_option(func):
 def common_options(func):
     """The options every command has."""
     return traceback_option(verbosity_options(func))
+
+
+def store_option(func):
+    """--store URL: which store (a folder or s3://bucket/prefix)."""
+    return click.option(
+        "--store",
+        "store_url",
+        metavar="URL",
+        help="The store: a folder or s3://bucket/prefix (default: MFLOW_STORE, else the nearest .mflow folder).",
+    )(func)
+
+
+def json_option(func):
+    """--json: JSON Lines even on a terminal."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON Lines even on a terminal.")(func)
