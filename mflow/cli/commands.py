@@ -6,6 +6,9 @@ Tests walk this table to check that help text and man pages cover every option.
 COMMANDS = {
     "mflow": "mflow.cli.main:cli",
     "mflow-graph": "mflow.cli.graph:cli",
+    "mflow-store": "mflow.cli.store:cli",
+    "mflow-meta": "mflow.cli.meta:cli",
+    "mflow-task": "mflow.cli.task:cli",
 }
 
 
