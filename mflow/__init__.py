@@ -18,6 +18,8 @@ _EXPORTS = {
     "JSONType": "mflow.flow.parameters",
     "IncludeFile": "mflow.flow.parameters",
     "current": "mflow.flow.current",
+    "parallel_map": "mflow.flow.parallel",
+    "parallel_imap_unordered": "mflow.flow.parallel",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

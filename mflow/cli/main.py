@@ -14,10 +14,12 @@ from .options import common_options
 SUBCOMMANDS = {
     "check": "mflow.cli.check:check",
     "show": "mflow.cli.check:show",
+    "run": "mflow.cli.run:run",
+    "logs": "mflow.cli.run:logs",
 }
 
 # Subcommands whose first argument is FLOW.py: `python flow.py NAME ...` maps onto them.
-FLOW_FILE_SUBCOMMANDS = ("check", "show")
+FLOW_FILE_SUBCOMMANDS = ("check", "show", "run")
 
 
 class LazyGroup(click.Group):

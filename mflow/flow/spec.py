@@ -59,7 +59,9 @@ class FlowSpec:
     """
 
     # Instance state of the flow machinery, never an artifact of the user's.
-    _EPHEMERAL = frozenset(["_current_step", "_transition", "_foreach_stack", "_parameter_values", "_read_only"])
+    _EPHEMERAL = frozenset(
+        ["_current_step", "_transition", "_foreach_stack", "_parameter_values", "_read_only", "_artifact_source"]
+    )
     _current_step = None
     _transition = None
     _foreach_stack = ()
@@ -186,13 +188,39 @@ class FlowSpec:
         merged.update(values)
         self._parameter_values = merged
 
+    def _set_artifact_source(self, source):
+        """Let the instance read artifacts it does not hold from `source`, a Mapping of
+        name -> value that loads lazily (a parent task's artifacts). A value read from it
+        becomes an attribute, so a step that changes it in place keeps the change."""
+        object.__setattr__(self, "_artifact_source", source)
+
     def _artifact_names(self):
-        """Names of the artifacts this instance holds; a store-backed input overrides this."""
-        return [name for name in self.__dict__ if name not in self._EPHEMERAL and not name.startswith("__")]
+        """Names of the artifacts this instance holds or can read from its source."""
+        names = [name for name in self.__dict__ if name not in self._EPHEMERAL and not name.startswith("__")]
+        source = self.__dict__.get("_artifact_source")
+        if source is not None:
+            names.extend(name for name in source if name not in self.__dict__)
+        return names
 
     def _artifact_key(self, name):
-        """The content key of artifact `name` when known (a store-backed input), else None."""
-        return None
+        """The content key of artifact `name` when it is unchanged from the source, else None."""
+        source = self.__dict__.get("_artifact_source")
+        key_of = getattr(source, "key_of", None)
+        if key_of is None or name in self.__dict__:
+            return None
+        return key_of(name)
+
+    def __getattr__(self, name):
+        # Only reached when normal lookup fails: the artifact may be in the source.
+        source = self.__dict__.get("_artifact_source")
+        if source is not None and not name.startswith("__") and name in source:
+            value = source[name]
+            object.__setattr__(self, name, value)
+            return value
+        descriptor = getattr(type(self), name, None)
+        if isinstance(descriptor, Parameter):
+            return descriptor.__get__(self)  # raises its own, clearer AttributeError
+        raise AttributeError("%r object has no attribute %r" % (type(self).__name__, name))
 
     def __setattr__(self, name, value):
         kind = self._read_only.get(name)

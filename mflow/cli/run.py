@@ -1,0 +1,345 @@
+"""`mflow run FLOW.py`: check the graph, then run every task of the flow as its own process.
+
+The flow's Parameters become options of this command (`--alpha 0.1`), so
+`mflow run flow.py --help` lists them with their types and help.
+"""
+
+import os
+import time
+
+import click
+
+from .options import common_options, flow_name_option, store_option
+from .output import open_store
+
+RUN_OPTION_NAMES = ("max_workers", "max_num_splits", "tags", "run_id_file", "log_format", "store_url", "flow_name")
+
+
+def parameter_env_name(name):
+    """MFLOW_PARAM_<NAME>: the environment variable that sets parameter `name`."""
+    return "MFLOW_PARAM_" + name.upper().replace("-", "_")
+
+
+class FlowCommand(click.Command):
+    """A command whose options grow, at parse time, by the Parameters of the flow named
+    by its first argument."""
+
+    def parse_args(self, ctx, args):
+        flow_file = next((a for a in args if not a.startswith("-")), None)
+        flow_name = _option_value(args, "--flow")
+        ctx.meta["mflow.flow"] = None
+        if flow_file is not None and os.path.isfile(flow_file) and flow_file.endswith(".py"):
+            loaded = load_flow(flow_file, flow_name)
+            ctx.meta["mflow.flow"] = loaded
+            self.params = [p for p in self.params if not getattr(p, "is_flow_parameter", False)]
+            self.params.extend(parameter_options(loaded[1]))
+        return super().parse_args(ctx, args)
+
+
+def _option_value(args, name):
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def load_flow(flow_file, flow_name):
+    """(graph, flow class): the flow's static graph, checked, and its class, imported."""
+    from mflow.graph import check_graph, load_graph
+    from mflow.task.loader import load_flow_class
+
+    graph = load_graph(flow_file, flow_name=flow_name)
+    check_graph(graph)
+    return graph, load_flow_class(flow_file, graph.name)
+
+
+class ParameterOption(click.Option):
+    is_flow_parameter = True
+
+
+def parameter_options(flow_class):
+    options = []
+    for attribute, parameter in flow_class._get_parameters():
+        help_text = parameter.help or ("%s parameter" % parameter.kind)
+        if parameter.required and parameter.default is None:
+            help_text += " (required)"
+        shown = parameter.show_default and not parameter.is_deferred and parameter.default is not None
+        # Defaults are applied later (option > MFLOW_PARAM_<NAME> > default), so click
+        # only shows them.
+        common = dict(
+            help="%s [env %s]" % (help_text, parameter_env_name(parameter.name)),
+            default=None,
+            show_default=str(parameter.default) if shown else False,
+        )
+        if parameter.type is bool and parameter.kind == "Parameter":
+            declaration = "--%s/--no-%s" % (parameter.name, parameter.name)
+            option = ParameterOption([declaration, "param_" + attribute], **common)
+        else:
+            metavar = "PATH" if parameter.kind == "IncludeFile" else _type_metavar(parameter)
+            option = ParameterOption(["--" + parameter.name, "param_" + attribute], metavar=metavar, **common)
+        options.append(option)
+    return options
+
+
+def _type_metavar(parameter):
+    from mflow.flow.parameters import _TYPE_NAMES
+
+    return _TYPE_NAMES.get(parameter.type, "TEXT").upper()
+
+
+def parameter_values(flow_class, given, environ, flow_dir=None):
+    """The value of every parameter: the option, else MFLOW_PARAM_<NAME>, else the default.
+
+    Every value is converted and checked here, so a bad one fails before any task runs.
+    An IncludeFile's relative default path is looked for here, then beside the flow file."""
+    from mflow.errors import ParameterError
+    from mflow.flow.current import resolve_username
+    from mflow.flow.parameters import ParameterContext
+
+    values = {}
+    for attribute, parameter in flow_class._get_parameters():
+        raw = given.get("param_" + attribute)
+        env = environ.get(parameter_env_name(parameter.name))
+        if raw is not None:
+            value = raw if isinstance(raw, bool) else parameter.convert(raw)
+        elif env is not None:
+            value = parameter.convert(env)
+        else:
+            if parameter.needs_value:
+                raise ParameterError(
+                    "parameter %r is required and has no value" % parameter.name,
+                    "Give --%s VALUE or set %s" % (parameter.name, parameter_env_name(parameter.name)),
+                )
+            context = ParameterContext(flow_class.__name__, resolve_username(environ), parameter.name, None, "local")
+            default = parameter.default
+            if (
+                parameter.kind == "IncludeFile"
+                and flow_dir
+                and isinstance(default, str)
+                and not os.path.isabs(os.path.expanduser(default))
+                and not os.path.exists(default)
+            ):
+                value = parameter.convert(os.path.join(flow_dir, default))
+            else:
+                value = parameter.resolve_default(context)
+        values[attribute] = value
+    return values
+
+
+@click.command(cls=FlowCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("flow_file", metavar="FLOW.py", type=click.Path(dir_okay=False))
+@flow_name_option
+@click.option(
+    "--max-workers",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    envvar="MFLOW_MAX_WORKERS",
+    help="How many tasks run at once (also MFLOW_MAX_WORKERS).",
+)
+@click.option(
+    "--max-num-splits",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    envvar="MFLOW_MAX_NUM_SPLITS",
+    help="The most items a foreach may split into; more fails the run (also MFLOW_MAX_NUM_SPLITS).",
+)
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Tag the run (repeatable).")
+@click.option(
+    "--run-id-file",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the run id to this file before the first task starts.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Task output as prefixed text lines, or one JSON object per line, on stderr.",
+)
+@store_option
+@common_options
+@click.pass_context
+def run(ctx, flow_file, flow_name, max_workers, max_num_splits, tags, run_id_file, log_format, store_url, **params):
+    """Run FLOW.py: check its graph, then run every task as its own process.
+
+    Each Parameter of the flow is an option (`--NAME VALUE`, booleans as `--NAME/--no-NAME`),
+    also settable as MFLOW_PARAM_<NAME>; `mflow run FLOW.py --help` lists them. Task output
+    streams to stderr, each line prefixed [run/step/task]; on success the run's pathspec is
+    printed on stdout.
+
+    Examples:
+
+      mflow run flow.py --alpha 0.5
+
+      python flow.py run --tag nightly -q
+
+      run=$(mflow run flow.py -q) && mflow logs "$run"
+    """
+    from mflow.errors import ExitCode
+    from mflow.meta import MetaStore
+    from mflow.runtime.driver import RunDriver, RunOptions
+
+    console = ctx.obj
+    loaded = ctx.meta.get("mflow.flow") or load_flow(flow_file, flow_name)
+    graph, flow_class = loaded
+    values = parameter_values(flow_class, params, console.environ, os.path.dirname(os.path.abspath(flow_file)))
+    store = open_store(console, store_url)
+    meta = MetaStore(store)
+    events = ConsoleEvents(console, log_format)
+    options = RunOptions(
+        max_workers=max_workers,
+        max_num_splits=max_num_splits,
+        user_tags=tuple(tags),
+        run_id_file=run_id_file,
+        stream_logs=console.verbosity >= 0,
+    )
+    driver = RunDriver(store, meta, graph, flow_class, flow_file, values, options, events)
+    try:
+        summary = driver.run()
+    finally:
+        events.clear_progress()
+    if summary.status == "successful":
+        console.info("Run %s succeeded: %d tasks in %.1f s." % (summary.pathspec, summary.tasks_done, summary.seconds))
+        console.out(summary.pathspec)
+        return ExitCode.OK
+    failure = summary.first_failure
+    console.err(
+        "Error: run %s failed: task %s (attempt %d) failed: %s."
+        % (summary.pathspec, failure.pathspec, failure.attempt, failure.reason.rstrip("."))
+    )
+    console.err("See its output with: mflow logs %s" % failure.pathspec)
+    return ExitCode.FAILED
+
+
+class ConsoleEvents:
+    """Renders the driver's events on stderr: prefixed task output, a progress line on a TTY."""
+
+    def __init__(self, console, log_format):
+        from mflow.runtime.driver import RunEvents
+
+        self.console = console
+        self.log_format = log_format
+        self.quiet = console.verbosity < 0
+        self.show_progress = console.stderr_isatty and not self.quiet and log_format == "text"
+        self._progress_shown = False
+        self._last_progress = 0.0
+        self._base = RunEvents()
+
+    def __getattr__(self, name):
+        return getattr(self._base, name)
+
+    def run_started(self, flow, run_id):
+        self.prefix_root = "%s/%s" % (flow, run_id)
+        if not self.quiet:
+            self.console.err("Run %s/%s started." % (flow, run_id))
+
+    def log_line(self, pathspec, stream, line):
+        if self.quiet:
+            return
+        self.clear_progress()
+        text = line.decode("utf-8", "replace")
+        _, run_id, step, task_id = pathspec.split("/")
+        if self.log_format == "json":
+            import orjson
+
+            record = {"run": run_id, "step": step, "task": task_id, "stream": stream, "line": text, "time": time.time()}
+            self.console.err(orjson.dumps(record).decode("utf-8"))
+        else:
+            self.console.err("[%s/%s/%s] %s" % (run_id, step, task_id, text))
+
+    def task_finished(self, pathspec, result):
+        if result.status != "successful" and not self.quiet:
+            self.clear_progress()
+            self.console.err("Task %s failed: %s" % (pathspec, result.error))
+
+    def progress(self, counts):
+        if not self.show_progress:
+            return
+        now = time.monotonic()
+        if now - self._last_progress < 0.1:
+            return
+        self._last_progress = now
+        text = "%(done)d done, %(running)d running, %(queued)d queued, %(failed)d failed" % counts
+        self.console.stderr.write("\r\x1b[2K" + text)
+        self.console.stderr.flush()
+        self._progress_shown = True
+
+    def clear_progress(self):
+        if self._progress_shown:
+            self.console.stderr.write("\r\x1b[2K")
+            self.console.stderr.flush()
+            self._progress_shown = False
+
+
+@click.command()
+@click.argument("pathspecs", nargs=-1, required=True, metavar="PATHSPEC...")
+@click.option("--stdout", "streams", flag_value="stdout", help="Only the standard output.")
+@click.option("--stderr", "streams", flag_value="stderr", help="Only the standard error.")
+@click.option("--attempt", type=click.IntRange(min=0), help="This attempt instead of the latest.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing the logs of new tasks until the run ends.")
+@store_option
+@common_options
+@click.pass_obj
+def logs(console, pathspecs, streams, attempt, follow, store_url):
+    """Print the output of tasks: of a task, every task of a step, or of a run.
+
+    PATHSPEC is Flow/run, Flow/run/step or Flow/run/step/task; `-` reads pathspecs
+    from stdin. Output is kept verbatim: indentation and blank lines as printed.
+
+    Examples:
+
+      mflow logs HelloFlow/1700000000000/hello/2
+
+      mflow logs HelloFlow/1700000000000 --stderr
+
+      mflow-meta tasks HelloFlow/1700000000000 --failed --json | jq -r .pathspec | mflow logs -
+    """
+    from mflow.meta import MetaStore
+    from mflow.store.pathspec import Pathspec
+
+    store = open_store(console, store_url)
+    meta = MetaStore(store)
+    wanted = [streams] if streams else ["stdout", "stderr"]
+    items = list(console.stdin_lines()) if list(pathspecs) == ["-"] else list(pathspecs)
+    shown = set()
+    for text in items:
+        pathspec = Pathspec.parse(text, 2, 4)
+        while True:
+            for task in _tasks_of(meta, pathspec):
+                if task in shown:
+                    continue
+                shown.add(task)
+                _print_task_logs(console, store, Pathspec.parse(task, 4, 4), wanted, attempt, multiple=pathspec.depth < 4)
+            if not follow or meta.run(pathspec.flow, pathspec.run_id).status != "running":
+                break
+            time.sleep(0.5)
+
+
+def _tasks_of(meta, pathspec):
+    if pathspec.depth == 4:
+        return [str(pathspec)]
+    records = meta.tasks(pathspec.flow, pathspec.run_id, pathspec.step)
+    return [record.pathspec for record in records if record.attempts]
+
+
+def _print_task_logs(console, store, task, wanted, attempt, multiple):
+    from mflow.errors import NotFoundError
+
+    attempts = store.attempts(task)
+    if attempt is not None:
+        chosen = attempt
+    elif attempts:
+        chosen = attempts[-1]
+    else:
+        raise NotFoundError("task %s has no logs in store %s" % (task, store.url), "Check the pathspec")
+    for stream in wanted:
+        data = store.load_log(task, chosen, stream)
+        if not data:
+            continue
+        if multiple:
+            console.err("--- %s (attempt %d) %s ---" % (task, chosen, stream))
+        console.out_bytes(data if data.endswith(b"\n") else data + b"\n")

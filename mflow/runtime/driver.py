@@ -1,0 +1,486 @@
+"""The driver behind `mflow run`: allocate the run, schedule its tasks, watch them finish.
+
+Every task is its own process: a child forked from the driver (which has imported the
+flow once, so a task costs no interpreter start-up) running exactly what `mflow-task` runs.
+"""
+
+import gc
+import os
+import signal
+import time
+from typing import NamedTuple, Optional
+
+from mflow.errors import ExitCode, MflowError
+from mflow.process_status import describe_wait_status, exit_code_of
+from mflow.task.capture import flush_python_streams
+
+from .planner import PARAMETERS_STEP, PARAMETERS_TASK_ID, RunPlanner, TaskOutcome
+
+DEFAULT_MAX_WORKERS = 16
+DEFAULT_MAX_NUM_SPLITS = 100
+KILL_GRACE_SECONDS = 5.0
+HEARTBEAT_SECONDS = 10.0
+CHILD_NICENESS = 5
+
+
+class RunFailed(MflowError):
+    """A run ended without success; the message names the first failure."""
+
+    exit_code = ExitCode.FAILED
+
+
+class RunInterrupted(MflowError):
+    exit_code = ExitCode.INTERRUPTED
+
+
+class TaskFailure(NamedTuple):
+    """The first task that failed: its pathspec, attempt, and what happened."""
+
+    pathspec: str
+    attempt: int
+    reason: str
+
+
+class RunSummary(NamedTuple):
+    flow: str
+    run_id: str
+    status: str  # successful, failed, interrupted
+    tasks_done: int
+    first_failure: Optional[TaskFailure]
+    seconds: float
+
+    @property
+    def pathspec(self):
+        return "%s/%s" % (self.flow, self.run_id)
+
+
+class RunEvents:
+    """What the driver tells whoever watches it (the CLI prints these; tests record them).
+    Every method is a no-op here."""
+
+    def run_started(self, flow, run_id):
+        pass
+
+    def task_started(self, pathspec, attempt):
+        pass
+
+    def log_line(self, pathspec, stream, line):
+        """One line (bytes, with its newline) a task wrote on stream "stdout" or "stderr"."""
+
+    def task_finished(self, pathspec, result):
+        pass
+
+    def progress(self, counts):
+        """counts: dict with done, running, queued, failed."""
+
+    def warning(self, message):
+        pass
+
+
+class RunOptions(NamedTuple):
+    max_workers: int = DEFAULT_MAX_WORKERS
+    max_num_splits: int = DEFAULT_MAX_NUM_SPLITS
+    user_tags: tuple = ()
+    run_id: Optional[str] = None
+    run_id_file: Optional[str] = None
+    stream_logs: bool = True
+    kill_grace: float = KILL_GRACE_SECONDS
+
+
+class _Running(NamedTuple):
+    pid: int
+    spec: object
+    attempt: int
+    pathspec: str
+    stdout_path: str
+    stderr_path: str
+    result_path: str
+    started: float
+
+
+class RunDriver:
+    """Runs one flow to the end. `parameters` maps parameter attributes to their values."""
+
+    def __init__(self, store, meta, graph, flow_class, flow_file, parameters, options=None, events=None):
+        self.store = store
+        self.meta = meta
+        self.graph = graph
+        self.flow_class = flow_class
+        self.flow_file = os.path.abspath(flow_file)
+        self.parameters = dict(parameters)
+        self.options = options or RunOptions()
+        self.events = events or RunEvents()
+        self.flow = graph.name
+        self.run_id = None
+        self.planner = RunPlanner(graph)
+        self._queue = []
+        self._running = {}  # pid -> _Running
+        self._offsets = {}  # (pid, stream) -> bytes already passed on
+        self._partial = {}  # (pid, stream) -> an unfinished last line
+        self._done = 0
+        self._failed = []
+        self._log_dir = None
+
+    # --- the run ----------------------------------------------------------------------------
+
+    def run(self):
+        """Run the flow; the RunSummary. Raises RunInterrupted on Ctrl-C or SIGTERM, after
+        stopping every task and recording the run as interrupted."""
+        import tempfile
+
+        started = time.time()
+        self.run_id = self.meta.allocate_run_id(self.flow, self.options.run_id)
+        if self.options.run_id_file:
+            _write_atomically(self.options.run_id_file, self.run_id)
+        code = self.store.save_code_package(self.flow, self.run_id, os.path.dirname(self.flow_file))
+        self.meta.start_run(
+            self.flow,
+            self.run_id,
+            params={p.name: _plain(self.parameters.get(attr)) for attr, p in self.flow_class._get_parameters()},
+            user_tags=self.options.user_tags,
+            code_key=getattr(code, "key", None),
+        )
+        self._save_parameters()
+        self.events.run_started(self.flow, self.run_id)
+        self._log_dir = tempfile.mkdtemp(prefix="mflow-%s-%s-" % (self.flow, self.run_id))
+        _preload_task_modules()
+        previous = _install_signal_handlers()
+        status = "failed"
+        try:
+            self._queue.extend(self.planner.start())
+            self._loop()
+            status = "failed" if self._failed else "successful"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            self._stop_all("interrupted")
+        finally:
+            _restore_signal_handlers(previous)
+            if self._running:  # an error of mflow's own: leave nothing running
+                self._stop_all("failed")
+            self.meta.end_run(self.flow, self.run_id, status)
+            _remove_tree(self._log_dir)
+        summary = RunSummary(
+            self.flow, self.run_id, status, self._done, self._failed[0] if self._failed else None, time.time() - started
+        )
+        if status == "interrupted":
+            raise RunInterrupted(
+                "run %s/%s was interrupted; its running tasks were stopped" % (self.flow, self.run_id),
+                "Resume it with `mflow resume` once resume is available, or run the flow again",
+            )
+        return summary
+
+    def _save_parameters(self):
+        from mflow.store.pathspec import Pathspec
+
+        task = Pathspec.task(self.flow, self.run_id, PARAMETERS_STEP, PARAMETERS_TASK_ID)
+        writer = self.store.artifact_writer(task, 0)
+        writer.save_many(sorted(self.parameters.items()))
+        writer.commit()
+
+    def _loop(self):
+        last_beat = 0.0
+        while self._queue or self._running:
+            while self._queue and len(self._running) < self.options.max_workers and not self._failed:
+                self._launch(self._queue.pop(0))
+            if self._failed and not self._running:
+                break
+            self._wait(0.05 if self.options.stream_logs else 0.5)
+            self._reap()
+            if self.options.stream_logs:
+                self._pass_on_logs()
+            now = time.time()
+            # Beats from this loop, not a thread: the driver forks, and forking a process
+            # that has threads is unsafe.
+            interval = getattr(self.meta, "heartbeat_interval", HEARTBEAT_SECONDS)
+            if now - last_beat >= interval:
+                self.meta.heartbeat_run(self.flow, self.run_id)
+                for task in self._running.values():
+                    if now - task.started >= interval:
+                        self.meta.heartbeat_attempt(task.pathspec, task.attempt)
+                last_beat = now
+            self.events.progress(self.counts())
+            if self._failed and self._running:
+                self._stop_all("failed")
+
+    def counts(self):
+        return {
+            "done": self._done,
+            "running": len(self._running),
+            "queued": len(self._queue),
+            "failed": len(self._failed),
+        }
+
+    # --- launching ---------------------------------------------------------------------------
+
+    def _launch(self, spec, attempt=0):
+        from mflow.store.pathspec import Pathspec
+
+        pathspec = str(Pathspec.task(self.flow, self.run_id, spec.step, spec.task_id))
+        base = os.path.join(self._log_dir, "%s.%s.%d" % (spec.step, spec.task_id, attempt))
+        paths = (base + ".out", base + ".err", base + ".result")
+        flush_python_streams()
+        # Objects that exist now are the driver's: keep the child's garbage collector off
+        # them, or its first collection touches (and so copies) every page it inherited.
+        gc.freeze()
+        pid = os.fork()
+        if pid == 0:  # the task's process
+            self._child(spec, attempt, paths)
+        self._running[pid] = _Running(pid, spec, attempt, pathspec, paths[0], paths[1], paths[2], time.time())
+        self.events.task_started(pathspec, attempt)
+
+    def _child(self, spec, attempt, paths):
+        code = ExitCode.INTERNAL
+        try:
+            os.setpgid(0, 0)  # its own process group: stopping it stops what it started
+            # A notch below the driver, so that with every core busy the driver still
+            # starts and reaps tasks on time instead of queueing behind them.
+            os.nice(CHILD_NICENESS)
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
+                signal.signal(sig, signal.SIG_DFL)
+            signal.set_wakeup_fd(-1)
+            code = run_in_child(self.store, self.meta, self.graph, self.flow_class, self.run_id, spec, attempt,
+                                paths, tags=self.options.user_tags)
+        except BaseException:  # noqa: B902 - a child must never return into the driver's code
+            import traceback
+
+            try:
+                os.write(2, traceback.format_exc().encode("utf-8", "replace"))
+            except OSError:
+                pass
+        finally:
+            os._exit(int(code))
+
+    # --- watching ------------------------------------------------------------------------------
+
+    def _wait(self, timeout):
+        import select
+
+        try:
+            select.select([_wakeup_reader()], [], [], timeout)
+        except (InterruptedError, OSError):
+            pass
+        _drain_wakeup()
+
+    def _reap(self):
+        while self._running:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            task = self._running.pop(pid, None)
+            if task is None:
+                continue
+            self._finish(task, status)
+
+    def _finish(self, task, status):
+        from mflow.task.runner import TaskResult
+
+        if self.options.stream_logs:
+            self._pass_on_logs(task, final=True)
+        result = _read_result(task.result_path)
+        if result is None:
+            reason = describe_wait_status(status)
+            if not os.WIFSIGNALED(status):
+                reason += " without a result"
+            result = TaskResult(task.pathspec, task.attempt, "failed", exit_code=exit_code_of(status), error=reason)
+            self._record_lost_attempt(task, result)
+        self.events.task_finished(task.pathspec, result)
+        if result.status != "successful":
+            self._failed.append(TaskFailure(task.pathspec, task.attempt, result.error or "failed"))
+            return
+        self._done += 1
+        if result.transition == "foreach" and result.foreach_splits > self.options.max_num_splits:
+            self._failed.append(
+                TaskFailure(
+                    task.pathspec,
+                    task.attempt,
+                    "foreach step %s has %d splits, more than --max-num-splits %d; raise --max-num-splits to allow it"
+                    % (task.spec.step, result.foreach_splits, self.options.max_num_splits),
+                )
+            )
+            return
+        outcome = TaskOutcome(tuple(result.next_steps), result.transition, result.foreach_splits)
+        self._queue.extend(self.planner.finished(task.spec.task_id, outcome))
+
+    def _record_lost_attempt(self, task, result):
+        """The child died before recording its end (killed, crashed): record it here."""
+        from mflow.store.pathspec import Pathspec
+
+        pathspec = Pathspec.parse(task.pathspec, 4, 4)
+        try:
+            self.store.save_logs(pathspec, task.attempt, stdout=task.stdout_path, stderr=task.stderr_path)
+        except (MflowError, OSError):
+            pass  # the logs of a task killed mid-write may be unreadable; its end still counts
+        self.meta.end_attempt(pathspec, task.attempt, "failed", exit_code=result.exit_code, reason=result.error)
+
+    def _pass_on_logs(self, only=None, final=False):
+        tasks = [only] if only is not None else list(self._running.values())
+        for task in tasks:
+            for stream, path in (("stdout", task.stdout_path), ("stderr", task.stderr_path)):
+                key = (task.pid, stream)
+                offset = self._offsets.get(key, 0)
+                try:
+                    with open(path, "rb") as handle:
+                        handle.seek(offset)
+                        data = handle.read()
+                except OSError:
+                    continue
+                self._offsets[key] = offset + len(data)
+                data = self._partial.pop(key, b"") + data
+                lines = data.split(b"\n")
+                rest = lines.pop()
+                if rest and not final:
+                    self._partial[key] = rest
+                elif rest:
+                    lines.append(rest)
+                for line in lines:
+                    self.events.log_line(task.pathspec, stream, line)
+            if final:
+                self._offsets.pop((task.pid, "stdout"), None)
+                self._offsets.pop((task.pid, "stderr"), None)
+
+    def _stop_all(self, why):
+        """Stop every running task: SIGTERM to its process group, SIGKILL after the grace."""
+        for task in self._running.values():
+            _signal_group(task.pid, signal.SIGTERM)
+        deadline = time.time() + self.options.kill_grace
+        while self._running and time.time() < deadline:
+            self._reap()
+            if self._running:
+                time.sleep(0.02)
+        for task in list(self._running.values()):
+            _signal_group(task.pid, signal.SIGKILL)
+        while self._running:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            task = self._running.pop(pid, None)
+            if task is not None:
+                self._finish(task, status)
+
+
+def run_in_child(store, meta, graph, flow_class, run_id, spec, attempt, paths, tags=()):
+    """The body of a forked task: run the attempt with its output in the log files and
+    write the result for the driver. The exit code mflow-task would give."""
+    import orjson
+
+    from mflow.task.capture import LogCapture
+    from mflow.task.runner import TaskAttempt
+
+    stdout_path, stderr_path, result_path = paths
+    with LogCapture(stdout_path, stderr_path):
+        attempt_runner = TaskAttempt(
+            store, meta, graph, flow_class, run_id, spec.step, spec.task_id, spec.inputs,
+            split_index=spec.split_index, attempt=attempt, log_paths=(stdout_path, stderr_path), tags=tags,
+            heartbeat=False,
+        )
+        result = attempt_runner.run()
+    _write_atomically(result_path, orjson.dumps(result.to_json()).decode("utf-8"))
+    return result.exit_code
+
+
+def _preload_task_modules():
+    """Import here, once, what every task would otherwise import after each fork."""
+    import orjson  # noqa: F401
+    import socket  # noqa: F401
+
+    import mflow.meta.heartbeat  # noqa: F401
+    import mflow.store.artifacts  # noqa: F401
+    import mflow.store.logs  # noqa: F401
+    import mflow.task.capture  # noqa: F401
+    import mflow.task.runner  # noqa: F401
+
+
+def _read_result(path):
+    from mflow.task.runner import TaskResult
+
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return None
+    import orjson
+
+    try:
+        return TaskResult.from_json(orjson.loads(data))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_atomically(path, text):
+    temp = "%s.tmp.%d" % (path, os.getpid())
+    with open(temp, "w") as handle:
+        handle.write(text + "\n")
+    os.replace(temp, path)
+
+
+def _plain(value):
+    """A parameter value as JSON-friendly data for the run record."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return repr(value)
+
+
+def _signal_group(pid, sig):
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _remove_tree(path):
+    import shutil
+
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# --- signals: a child's exit and Ctrl-C wake the driver's loop at once ------------------------
+
+_WAKEUP = []
+
+
+def _wakeup_reader():
+    return _WAKEUP[0]
+
+
+def _drain_wakeup():
+    try:
+        while os.read(_WAKEUP[0], 4096):
+            pass
+    except (BlockingIOError, OSError):
+        pass
+
+
+def _on_sigterm(signum, frame):
+    raise KeyboardInterrupt()
+
+
+def _install_signal_handlers():
+    if not _WAKEUP:
+        reader, writer = os.pipe()
+        os.set_blocking(reader, False)
+        os.set_blocking(writer, False)
+        _WAKEUP.extend([reader, writer])
+    previous = {
+        signal.SIGCHLD: signal.signal(signal.SIGCHLD, lambda *args: None),
+        signal.SIGTERM: signal.signal(signal.SIGTERM, _on_sigterm),
+    }
+    previous["wakeup"] = signal.set_wakeup_fd(_WAKEUP[1])
+    return previous
+
+
+def _restore_signal_handlers(previous):
+    signal.set_wakeup_fd(previous.pop("wakeup"))
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
