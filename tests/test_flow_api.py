@@ -4,6 +4,7 @@ Unhappy paths check the whole message, since each must name the step or paramete
 """
 
 import importlib.util
+import os
 import pickle
 import subprocess
 import sys
@@ -1247,11 +1248,16 @@ def test_current_refuses_unknown_fields():
         ({"USERNAME": "win", "USER": "bob", "LOGNAME": "log"}, "win"),
         ({"USER": "bob", "LOGNAME": "log"}, "bob"),
         ({"MFLOW_USER": "", "LOGNAME": "log"}, "log"),
-        ({}, None),
     ],
 )
 def test_username_resolution_order(environ, expected):
     assert resolve_username(environ) == expected
+
+
+def test_username_falls_back_to_the_account():
+    import pwd
+
+    assert resolve_username({}) == pwd.getpwuid(os.getuid()).pw_name
 
 
 # --- import cost -------------------------------------------------------------------------------

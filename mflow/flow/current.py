@@ -23,13 +23,19 @@ _FIELDS = (
 
 
 def resolve_username(environ=None):
-    """The user a run belongs to: $MFLOW_USER, else the login the environment names; None if none."""
+    """The user a run belongs to: $MFLOW_USER, else the login the environment names, else
+    the account the process runs as (cron and containers often set no USER); None if none."""
     environ = os.environ if environ is None else environ
     for variable in _USERNAME_VARIABLES:
         value = environ.get(variable)
         if value:
             return value
-    return None
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name or None
+    except (ImportError, KeyError, OSError):
+        return None
 
 
 class Current:

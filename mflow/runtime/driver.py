@@ -136,7 +136,7 @@ class RunDriver:
         self.meta.start_run(
             self.flow,
             self.run_id,
-            params={p.name: _plain(self.parameters.get(attr)) for attr, p in self.flow_class._get_parameters()},
+            params={p.name: _recorded(p, self.parameters.get(attr)) for attr, p in self.flow_class._get_parameters()},
             user_tags=self.options.user_tags,
             code_key=getattr(code, "key", None),
         )
@@ -415,6 +415,14 @@ def _write_atomically(path, text):
     with open(temp, "w") as handle:
         handle.write(text + "\n")
     os.replace(temp, path)
+
+
+def _recorded(parameter, value):
+    """A parameter's value as the run record keeps it: an included file by its size (its
+    content is the parameter's artifact), the rest as plain data."""
+    if parameter.kind == "IncludeFile" and value is not None:
+        return {"included_file_bytes": len(value)}
+    return _plain(value)
 
 
 def _plain(value):
