@@ -27,7 +27,20 @@ def _check_retry(args):
     minutes = args.get("minutes_between_retries")
     if not _is_number(minutes) or minutes < 0:
         problems.append("minutes_between_retries must be a number of 0 or more, not %r" % (minutes,))
+    backoff = args.get("backoff")
+    if not _is_number(backoff) or backoff < 1:
+        problems.append("backoff must be a number of 1 or more (the factor each delay grows by), not %r" % (backoff,))
+    jitter = args.get("jitter")
+    if not _is_number(jitter) or not 0 <= jitter <= 1:
+        problems.append("jitter must be a number from 0 to 1 (the random share added to a delay), not %r" % (jitter,))
     return problems
+
+
+def retry_delay(args, retry_number, random_fraction=0.0):
+    """Seconds to wait before retry `retry_number` (1 for the first): the delay grows by
+    `backoff` each time, plus up to `jitter` of itself at random (`random_fraction` in [0, 1))."""
+    base = 60.0 * args.get("minutes_between_retries", 2) * args.get("backoff", 1) ** (retry_number - 1)
+    return base * (1 + args.get("jitter", 0) * random_fraction)
 
 
 def _check_catch(args):
@@ -117,7 +130,9 @@ class DecoratorSpec:
 STEP_DECORATORS = {
     spec.name: spec
     for spec in (
-        DecoratorSpec("retry", {"times": 3, "minutes_between_retries": 2}, _check_retry),
+        DecoratorSpec(
+            "retry", {"times": 3, "minutes_between_retries": 2, "backoff": 1, "jitter": 0}, _check_retry
+        ),
         DecoratorSpec("catch", {"var": None, "print_exception": True}, _check_catch),
         DecoratorSpec("timeout", {"seconds": 0, "minutes": 0, "hours": 0}, _check_timeout),
         DecoratorSpec(

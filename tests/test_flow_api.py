@@ -174,7 +174,7 @@ def test_same_decorator_twice_names_the_step():
         (lambda: retry(times=-1), "@retry on step 'train': times must be a whole number of 0 or more, not -1."),
         (
             lambda: retry(tims=2),
-            "@retry on step 'train': has no argument 'tims'; it takes minutes_between_retries, times.",
+            "@retry on step 'train': has no argument 'tims'; it takes backoff, jitter, minutes_between_retries, times.",
         ),
         (lambda: resources(cpu=0), "@resources on step 'train': cpu must be a positive number, not 0."),
         (

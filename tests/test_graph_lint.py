@@ -468,7 +468,7 @@ def test_decorator_rules(cli, tmp_path):
         err(path, "@timeout(minutes=-5)", "@timeout on step c: minutes must be a number of 0 or more, not -5"),
         err(path, "@resources(memory=0", "@resources on step c: gpu must be a whole number of 0 or more, not 1.5"),
         err(path, "@resources(memory=0", "@resources on step c: memory must be a positive number, not 0"),
-        err(path, "@retry(tims=2)", "@retry on step d: has no argument 'tims'; it takes minutes_between_retries, times"),
+        err(path, "@retry(tims=2)", "@retry on step d: has no argument 'tims'; it takes backoff, jitter, minutes_between_retries, times"),
         err(path, "@step(name=", "@step on d takes no arguments; write @step"),
     ]
 

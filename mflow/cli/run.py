@@ -12,9 +12,6 @@ import click
 from .options import common_options, flow_name_option, store_option
 from .output import open_store
 
-RUN_OPTION_NAMES = ("max_workers", "max_num_splits", "tags", "run_id_file", "log_format", "store_url", "flow_name")
-
-
 def parameter_env_name(name):
     """MFLOW_PARAM_<NAME>: the environment variable that sets parameter `name`."""
     return "MFLOW_PARAM_" + name.upper().replace("-", "_")
@@ -149,6 +146,13 @@ def parameter_values(flow_class, given, environ, flow_dir=None):
 )
 @click.option("--tag", "tags", multiple=True, metavar="TAG", help="Tag the run (repeatable).")
 @click.option(
+    "--with",
+    "with_specs",
+    multiple=True,
+    metavar="DECORATOR[:K=V,...]",
+    help="Apply a step decorator to every step that lacks it, e.g. --with retry:times=2 (repeatable).",
+)
+@click.option(
     "--run-id-file",
     type=click.Path(dir_okay=False, writable=True),
     help="Write the run id to this file before the first task starts.",
@@ -163,7 +167,8 @@ def parameter_values(flow_class, given, environ, flow_dir=None):
 @store_option
 @common_options
 @click.pass_context
-def run(ctx, flow_file, flow_name, max_workers, max_num_splits, tags, run_id_file, log_format, store_url, **params):
+def run(ctx, flow_file, flow_name, max_workers, max_num_splits, tags, with_specs, run_id_file, log_format, store_url,
+        **params):
     """Run FLOW.py: check its graph, then run every task as its own process.
 
     Each Parameter of the flow is an option (`--NAME VALUE`, booleans as `--NAME/--no-NAME`),
@@ -181,7 +186,7 @@ def run(ctx, flow_file, flow_name, max_workers, max_num_splits, tags, run_id_fil
     """
     from mflow.errors import ExitCode
     from mflow.meta import MetaStore
-    from mflow.runtime.driver import RunDriver, RunOptions
+    from mflow.runtime.driver import TIMEOUT_GRACE_SECONDS, RunDriver, RunOptions
 
     console = ctx.obj
     loaded = ctx.meta.get("mflow.flow") or load_flow(flow_file, flow_name)
@@ -190,12 +195,17 @@ def run(ctx, flow_file, flow_name, max_workers, max_num_splits, tags, run_id_fil
     store = open_store(console, store_url)
     meta = MetaStore(store)
     events = ConsoleEvents(console, log_format)
+    from mflow.task.decorators import parse_with
+
+    with_decorators = parse_with(with_specs)
     options = RunOptions(
         max_workers=max_workers,
         max_num_splits=max_num_splits,
         user_tags=tuple(tags),
         run_id_file=run_id_file,
         stream_logs=console.verbosity >= 0,
+        with_decorators=with_decorators,
+        timeout_grace=float(console.environ.get("MFLOW_TIMEOUT_GRACE") or TIMEOUT_GRACE_SECONDS),
     )
     driver = RunDriver(store, meta, graph, flow_class, flow_file, values, options, events)
     try:
@@ -251,10 +261,10 @@ class ConsoleEvents:
         else:
             self.console.err("[%s/%s/%s] %s" % (run_id, step, task_id, text))
 
-    def task_finished(self, pathspec, result):
-        if result.status != "successful" and not self.quiet:
+    def warning(self, message):
+        if not self.quiet:
             self.clear_progress()
-            self.console.err("Task %s failed: %s" % (pathspec, result.error))
+            self.console.err(message)
 
     def progress(self, counts):
         if not self.show_progress:

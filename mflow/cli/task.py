@@ -26,11 +26,24 @@ from .output import open_store
 @click.option("--split-index", type=click.IntRange(min=0), help="Which item of the parent's foreach this task handles.")
 @click.option("--attempt", type=click.IntRange(min=0), default=0, show_default=True, help="The attempt number.")
 @click.option("--tag", "tags", multiple=True, metavar="TAG", help="A tag of the run, for current.tags (repeatable).")
+@click.option(
+    "--with",
+    "with_specs",
+    multiple=True,
+    metavar="DECORATOR[:K=V,...]",
+    help="Apply a step decorator the step lacks, as `mflow run --with` does (repeatable).",
+)
+@click.option(
+    "--fallback",
+    is_flag=True,
+    help="Run the step's @catch stand-in: store the previous attempt's failure and go on.",
+)
 @flow_name_option
 @store_option
 @common_options
 @click.pass_obj
-def cli(console, flow_file, step, run_id, task_id, inputs, split_index, attempt, tags, flow_name, store_url):
+def cli(console, flow_file, step, run_id, task_id, inputs, split_index, attempt, tags, with_specs, fallback, flow_name,
+        store_url):
     """Run one attempt of task STEP of run --run-id, as `mflow run` does for every task.
 
     The step's inputs load lazily from the store; what it sets on self is saved as the
@@ -56,6 +69,7 @@ def cli(console, flow_file, step, run_id, task_id, inputs, split_index, attempt,
     from mflow.meta import MetaStore
     from mflow.runtime.planner import PARAMETERS_STEP, PARAMETERS_TASK_ID
     from mflow.task.capture import LogCapture
+    from mflow.task.decorators import parse_with, task_decorators
     from mflow.task.loader import load_flow_class
     from mflow.task.runner import TaskAttempt
 
@@ -73,6 +87,8 @@ def cli(console, flow_file, step, run_id, task_id, inputs, split_index, attempt,
     flow_class = load_flow_class(flow_file, graph.name)
     store = open_store(console, store_url)
     meta = MetaStore(store)
+    decorators = task_decorators(flow_class, graph, step, parse_with(with_specs))
+    failure = _previous_failure(meta, graph.name, run_id, step, task_id, attempt) if fallback else None
     workdir = tempfile.mkdtemp(prefix="mflow-task-")
     paths = (os.path.join(workdir, "stdout"), os.path.join(workdir, "stderr"))
     try:
@@ -81,6 +97,7 @@ def cli(console, flow_file, step, run_id, task_id, inputs, split_index, attempt,
             task = TaskAttempt(
                 store, meta, graph, flow_class, run_id, step, task_id, refs,
                 split_index=split_index, attempt=attempt, log_paths=paths, tags=tags,
+                decorators=decorators, fallback=failure,
             )
             result = task.run()
         console.out(orjson.dumps(result.to_json()).decode("utf-8"))
@@ -89,6 +106,22 @@ def cli(console, flow_file, step, run_id, task_id, inputs, split_index, attempt,
 
         shutil.rmtree(workdir, ignore_errors=True)
     return ExitCode(result.exit_code)
+
+
+def _previous_failure(meta, flow, run_id, step, task_id, attempt):
+    """The failure (type, message, traceback) of the attempt before `attempt`."""
+    from mflow.errors import NotFoundError
+    from mflow.store.pathspec import Pathspec
+
+    task = Pathspec.task(flow, run_id, step, task_id)
+    ended = [a for a in meta.attempts(task) if a.attempt == attempt - 1 and a.end is not None]
+    if attempt < 1 or not ended or ended[0].end.status != "failed":
+        raise NotFoundError(
+            "task %s has no failed attempt %d for --fallback to stand in for" % (task, attempt - 1),
+            "Give --attempt one more than the failed attempt",
+        )
+    end = ended[0].end
+    return end.exception or {"type": "Exception", "message": end.reason or "", "traceback": ""}
 
 
 def _input_ref(flow, run_id, text):

@@ -309,6 +309,7 @@ class MetaStore:
         user=None,
         host=None,
         runtime="mflow",
+        graph=None,
     ):
         """Write the run record of an allocated run id and move the latest pointer to it.
 
@@ -341,6 +342,7 @@ class MetaStore:
             origin_run_id=origin_run_id,
             mflow_version=__version__,
             python_version=_python_version(),
+            graph=graph,
         )
         self._ensure_flow(flow)
         if self.backend.exists(paths.run_path(flow, run_id)):
@@ -369,7 +371,7 @@ class MetaStore:
         interval = interval or self.heartbeat_interval
         return Heartbeat(lambda: self.heartbeat_run(flow, run_id), interval).start()
 
-    def end_run(self, flow, run_id, status):
+    def end_run(self, flow, run_id, status, first_failure=None):
         """Write the run's end record (the first end written wins) and move the latest and,
         for a successful run, the latest successful pointer, never backwards.
         Returns the RunEndRecord in the store."""
@@ -382,7 +384,9 @@ class MetaStore:
         if existing is not None:
             end = RunEndRecord.from_json(existing)
         else:
-            end = RunEndRecord(flow=flow, run_id=run_id, status=status, ended_at=iso_time(self._now()))
+            end = RunEndRecord(
+            flow=flow, run_id=run_id, status=status, ended_at=iso_time(self._now()), first_failure=first_failure
+        )
         # Pointers first (see _move_pointers): latest() checks that the run it is pointed
         # to did succeed, so losing a race for the end record to another status is safe.
         self._move_pointers(flow, record, successful=False)
@@ -458,6 +462,8 @@ class MetaStore:
         foreach_stack=None,
         parent_tasks=None,
         origin_pathspec=None,
+        resources=None,
+        fallback=False,
     ):
         """Record that attempt `attempt` (0, 1, ...) of a task started in process `pid`.
 
@@ -482,6 +488,8 @@ class MetaStore:
             host=host or _host(),
             python_version=_python_version(),
             task=task,
+            resources=_jsonable(dict(resources)) if resources else None,
+            fallback=bool(fallback),
         )
         prefix = paths.task_prefix(*spec.parts)
         if not self._write(paths.attempt_start_path(prefix, record.attempt), record.to_json(), exclusive=True):
@@ -506,11 +514,25 @@ class MetaStore:
         interval = interval or self.heartbeat_interval
         return Heartbeat(lambda: self.heartbeat_attempt(task_pathspec, attempt), interval).start()
 
-    def end_attempt(self, task_pathspec, attempt, status, *, exit_code=None, signal=None, reason=None, duration=None):
+    def end_attempt(
+        self,
+        task_pathspec,
+        attempt,
+        status,
+        *,
+        exit_code=None,
+        signal=None,
+        reason=None,
+        duration=None,
+        exception=None,
+        result=None,
+    ):
         """Record how an attempt ended: status successful or failed, the exit code or the
         signal that ended its process, a short reason ("killed after timeout of 60 s"), and
-        the seconds it took as its process measured them. The first end written wins;
-        returns the AttemptEndRecord in the store."""
+        the seconds it took as its process measured them; for a failure the exception's
+        {"type", "message", "traceback"}, for a success the result {"next", "transition",
+        "foreach_splits"} that resume replays. The first end written wins; returns the
+        AttemptEndRecord in the store."""
         if status not in ATTEMPT_END_STATUSES:
             raise ValueError("attempt status must be one of %s, not %r" % (", ".join(ATTEMPT_END_STATUSES), status))
         spec = _task_spec(task_pathspec)
@@ -523,6 +545,8 @@ class MetaStore:
             signal=signal,
             reason=reason,
             duration_s=round(float(duration), 6) if duration is not None else None,
+            exception=_jsonable(dict(exception)) if exception else None,
+            result=_jsonable(dict(result)) if result else None,
         )
         path = paths.attempt_end_path(paths.task_prefix(*spec.parts), record.attempt)
         if not self._write(path, record.to_json(), exclusive=True):
@@ -570,7 +594,7 @@ class MetaStore:
         all); at most `limit` of them. NotFoundError for an unknown flow."""
         if isinstance(tags, str):
             tags = (tags,)
-        ns = get_namespace() if namespace is DEFAULT else namespace
+        ns = get_namespace(self.environ) if namespace is DEFAULT else namespace
         since_at = parse_since(since, self._now())
         since_text = iso_time(since_at) if since_at is not None else None
         infos = []
@@ -592,7 +616,7 @@ class MetaStore:
         `namespace`. Read from the flow's pointer, which every run and resume moves
         forward; NotFoundError when there is none."""
         Pathspec.parse(flow, 1, 1)
-        ns = get_namespace() if namespace is DEFAULT else namespace
+        ns = get_namespace(self.environ) if namespace is DEFAULT else namespace
         user = ns[len("user:") :] if ns and ns.startswith("user:") else None
         _slot, entry = self._pointer(flow, successful, user).read()
         if entry is not None:

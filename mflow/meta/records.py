@@ -81,6 +81,9 @@ class RunRecord(NamedTuple):
     origin_run_id: Optional[str] = None
     mflow_version: Optional[str] = None
     python_version: Optional[str] = None
+    # {step: {"type": ..., "next": [...]}}: the static graph the run ran, so that resume
+    # can refuse a flow file whose graph has changed since.
+    graph: Optional[dict] = None
 
     @property
     def pathspec(self):
@@ -116,6 +119,8 @@ class RunEndRecord(NamedTuple):
     run_id: str
     status: str
     ended_at: str
+    # {"pathspec", "attempt", "reason"} of the first attempt that failed, if any.
+    first_failure: Optional[dict] = None
 
     def to_json(self):
         data = {"schema": SCHEMA, "type": "run-end", "pathspec": "%s/%s" % (self.flow, self.run_id)}
@@ -194,6 +199,8 @@ class AttemptStartRecord(NamedTuple):
     host: Optional[str] = None
     python_version: Optional[str] = None
     task: Optional[TaskRecord] = None
+    resources: Optional[dict] = None  # what @resources (merged) asked for
+    fallback: bool = False  # the @catch attempt that stands in for failed ones
 
     def to_json(self):
         data = {"schema": SCHEMA, "type": "attempt-start"}
@@ -220,6 +227,10 @@ class AttemptEndRecord(NamedTuple):
     signal: Optional[int] = None
     reason: Optional[str] = None
     duration_s: Optional[float] = None
+    # A failure's {"type", "message", "traceback"}; what @catch stores.
+    exception: Optional[dict] = None
+    # A success's {"next", "transition", "foreach_splits"}; what resume replays.
+    result: Optional[dict] = None
 
     def to_json(self):
         data = {"schema": SCHEMA, "type": "attempt-end"}

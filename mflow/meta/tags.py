@@ -102,10 +102,11 @@ def namespace(ns):
     return ns
 
 
-def get_namespace():
-    """The namespace in use: the one set by namespace(), else the default."""
+def get_namespace(environ=None):
+    """The namespace in use: the one set by namespace(), else the default, `user:<name>`
+    for the user `environ` (default: this process's environment) names."""
     if _current is _UNSET:
-        return user_namespace()
+        return user_namespace(environ)
     return _current
 
 

@@ -21,6 +21,9 @@ DEFAULT_MAX_NUM_SPLITS = 100
 KILL_GRACE_SECONDS = 5.0
 HEARTBEAT_SECONDS = 10.0
 CHILD_NICENESS = 5
+#: How long past its @timeout an attempt that ignores the timeout exception may run before
+#: the driver kills its process group (also MFLOW_TIMEOUT_GRACE).
+TIMEOUT_GRACE_SECONDS = 10.0
 
 
 class RunFailed(MflowError):
@@ -85,6 +88,8 @@ class RunOptions(NamedTuple):
     run_id_file: Optional[str] = None
     stream_logs: bool = True
     kill_grace: float = KILL_GRACE_SECONDS
+    with_decorators: dict = {}  # --with: {name: arguments}, for steps that lack the decorator
+    timeout_grace: float = TIMEOUT_GRACE_SECONDS
 
 
 class _Running(NamedTuple):
@@ -96,6 +101,14 @@ class _Running(NamedTuple):
     stderr_path: str
     result_path: str
     started: float
+    timeout: Optional[float] = None  # seconds, from @timeout
+
+
+class _Retry(NamedTuple):
+    ready_at: float
+    spec: object
+    attempt: int
+    fallback: Optional[dict]
 
 
 class RunDriver:
@@ -118,7 +131,11 @@ class RunDriver:
         self._offsets = {}  # (pid, stream) -> bytes already passed on
         self._partial = {}  # (pid, stream) -> an unfinished last line
         self._done = 0
-        self._failed = []
+        self._failed = []  # failures that end the run
+        self._first_failure = None  # the first attempt that failed, retried or not
+        self._retries = []  # _Retry: attempts waiting for their delay
+        self._timed_out = set()  # pids killed for running past their timeout
+        self._decorators = {}  # step -> {name: attributes}
         self._log_dir = None
 
     # --- the run ----------------------------------------------------------------------------
@@ -157,7 +174,7 @@ class RunDriver:
             _restore_signal_handlers(previous)
             if self._running:  # an error of mflow's own: leave nothing running
                 self._stop_all("failed")
-            self.meta.end_run(self.flow, self.run_id, status)
+            self.meta.end_run(self.flow, self.run_id, status, first_failure=self._first_failure)
             _remove_tree(self._log_dir)
         summary = RunSummary(
             self.flow, self.run_id, status, self._done, self._failed[0] if self._failed else None, time.time() - started
@@ -177,15 +194,40 @@ class RunDriver:
         writer.save_many(sorted(self.parameters.items()))
         writer.commit()
 
+    def decorators(self, step):
+        """{name: attributes} of the decorators that apply to `step`'s tasks."""
+        found = self._decorators.get(step)
+        if found is None:
+            from mflow.task.decorators import task_decorators
+
+            found = self._decorators[step] = task_decorators(
+                self.flow_class, self.graph, step, self.options.with_decorators
+            )
+        return found
+
     def _loop(self):
         last_beat = 0.0
-        while self._queue or self._running:
+        while self._queue or self._running or self._retries:
+            now = time.time()
+            if self._retries and not self._failed:
+                due = [r for r in self._retries if r.ready_at <= now]
+                self._retries = [r for r in self._retries if r.ready_at > now]
+                for retry in due:
+                    self._queue.insert(0, retry)
             while self._queue and len(self._running) < self.options.max_workers and not self._failed:
-                self._launch(self._queue.pop(0))
+                item = self._queue.pop(0)
+                if isinstance(item, _Retry):
+                    self._launch(item.spec, item.attempt, item.fallback)
+                else:
+                    self._launch(item)
             if self._failed and not self._running:
                 break
-            self._wait(0.05 if self.options.stream_logs else 0.5)
+            timeout = 0.05 if self.options.stream_logs else 0.5
+            if self._retries and not self._queue:
+                timeout = max(0.0, min(timeout, min(r.ready_at for r in self._retries) - time.time()))
+            self._wait(timeout)
             self._reap()
+            self._enforce_timeouts()
             if self.options.stream_logs:
                 self._pass_on_logs()
             now = time.time()
@@ -212,7 +254,8 @@ class RunDriver:
 
     # --- launching ---------------------------------------------------------------------------
 
-    def _launch(self, spec, attempt=0):
+    def _launch(self, spec, attempt=0, fallback=None):
+        from mflow.decospec import timeout_seconds
         from mflow.store.pathspec import Pathspec
 
         pathspec = str(Pathspec.task(self.flow, self.run_id, spec.step, spec.task_id))
@@ -222,16 +265,22 @@ class RunDriver:
         # Objects that exist now are the driver's: keep the child's garbage collector off
         # them, or its first collection touches (and so copies) every page it inherited.
         gc.freeze()
+        driver_pid = os.getpid()
         pid = os.fork()
         if pid == 0:  # the task's process
-            self._child(spec, attempt, paths)
-        self._running[pid] = _Running(pid, spec, attempt, pathspec, paths[0], paths[1], paths[2], time.time())
+            self._child(spec, attempt, paths, fallback, driver_pid)
+        timeout = self.decorators(spec.step).get("timeout")
+        self._running[pid] = _Running(
+            pid, spec, attempt, pathspec, paths[0], paths[1], paths[2], time.time(),
+            timeout_seconds(timeout) if timeout and fallback is None else None,
+        )
         self.events.task_started(pathspec, attempt)
 
-    def _child(self, spec, attempt, paths):
+    def _child(self, spec, attempt, paths, fallback, driver_pid):
         code = ExitCode.INTERNAL
         try:
             os.setpgid(0, 0)  # its own process group: stopping it stops what it started
+            _die_with_parent(driver_pid)
             # A notch below the driver, so that with every core busy the driver still
             # starts and reaps tasks on time instead of queueing behind them.
             os.nice(CHILD_NICENESS)
@@ -239,7 +288,8 @@ class RunDriver:
                 signal.signal(sig, signal.SIG_DFL)
             signal.set_wakeup_fd(-1)
             code = run_in_child(self.store, self.meta, self.graph, self.flow_class, self.run_id, spec, attempt,
-                                paths, tags=self.options.user_tags)
+                                paths, tags=self.options.user_tags, decorators=self.decorators(spec.step),
+                                fallback=fallback)
         except BaseException:  # noqa: B902 - a child must never return into the driver's code
             import traceback
 
@@ -281,14 +331,25 @@ class RunDriver:
             self._pass_on_logs(task, final=True)
         result = _read_result(task.result_path)
         if result is None:
-            reason = describe_wait_status(status)
-            if not os.WIFSIGNALED(status):
-                reason += " without a result"
-            result = TaskResult(task.pathspec, task.attempt, "failed", exit_code=exit_code_of(status), error=reason)
+            if task.pid in self._timed_out:
+                reason = "killed after timeout of %s s" % _seconds(task.timeout)
+                kind = "TimeoutKilled"
+            else:
+                reason = describe_wait_status(status)
+                kind = "TaskKilled" if os.WIFSIGNALED(status) else "TaskExited"
+                if not os.WIFSIGNALED(status):
+                    reason += " without a result"
+            self._timed_out.discard(task.pid)
+            result = TaskResult(
+                task.pathspec, task.attempt, "failed", exit_code=exit_code_of(status), error=reason,
+                exception={"type": kind, "message": reason, "traceback": ""},
+            )
             self._record_lost_attempt(task, result)
         self.events.task_finished(task.pathspec, result)
         if result.status != "successful":
-            self._failed.append(TaskFailure(task.pathspec, task.attempt, result.error or "failed"))
+            if self._first_failure is None:
+                self._first_failure = {"pathspec": task.pathspec, "attempt": task.attempt, "reason": result.error}
+            self._after_failure(task, result)
             return
         self._done += 1
         if result.transition == "foreach" and result.foreach_splits > self.options.max_num_splits:
@@ -304,6 +365,41 @@ class RunDriver:
         outcome = TaskOutcome(tuple(result.next_steps), result.transition, result.foreach_splits)
         self._queue.extend(self.planner.finished(task.spec.task_id, outcome))
 
+    def _after_failure(self, task, result):
+        """Retry the task, stand in for it with its @catch, or fail the run."""
+        import random
+
+        from mflow.decospec import retry_delay
+
+        decorators = self.decorators(task.spec.step)
+        retry = decorators.get("retry")
+        retries_used = task.attempt  # attempts are numbered from 0
+        final = result.exit_code == ExitCode.TASK_FAILED_FINAL
+        if retry and not final and retries_used < retry["times"] and not self._failed:
+            delay = retry_delay(retry, retries_used + 1, random.random())
+            self.events.warning(
+                "Task %s (attempt %d) failed: %s; retrying in %.0f s"
+                % (task.pathspec, task.attempt, result.error, delay)
+            )
+            self._retries.append(_Retry(time.time() + delay, task.spec, task.attempt + 1, None))
+            return
+        if "catch" in decorators and not self._failed:
+            self.events.warning("Task %s failed: %s; @catch stands in for it" % (task.pathspec, result.error))
+            exception = result.exception or {"type": "Exception", "message": result.error or "", "traceback": ""}
+            self._queue.insert(0, _Retry(0.0, task.spec, task.attempt + 1, exception))
+            return
+        self._failed.append(TaskFailure(task.pathspec, task.attempt, result.error or "failed"))
+
+    def _enforce_timeouts(self):
+        """Kill the attempts still running well past their @timeout (their code ignored
+        the timeout exception): the grace period, then SIGKILL to the process group."""
+        now = time.time()
+        for task in self._running.values():
+            if task.timeout and task.pid not in self._timed_out:
+                if now - task.started > task.timeout + self.options.timeout_grace:
+                    self._timed_out.add(task.pid)
+                    _signal_group(task.pid, signal.SIGKILL)
+
     def _record_lost_attempt(self, task, result):
         """The child died before recording its end (killed, crashed): record it here."""
         from mflow.store.pathspec import Pathspec
@@ -313,7 +409,10 @@ class RunDriver:
             self.store.save_logs(pathspec, task.attempt, stdout=task.stdout_path, stderr=task.stderr_path)
         except (MflowError, OSError):
             pass  # the logs of a task killed mid-write may be unreadable; its end still counts
-        self.meta.end_attempt(pathspec, task.attempt, "failed", exit_code=result.exit_code, reason=result.error)
+        self.meta.end_attempt(
+            pathspec, task.attempt, "failed", exit_code=result.exit_code, reason=result.error,
+            exception=result.exception, duration=time.time() - task.started,
+        )
 
     def _pass_on_logs(self, only=None, final=False):
         tasks = [only] if only is not None else list(self._running.values())
@@ -362,7 +461,8 @@ class RunDriver:
                 self._finish(task, status)
 
 
-def run_in_child(store, meta, graph, flow_class, run_id, spec, attempt, paths, tags=()):
+def run_in_child(store, meta, graph, flow_class, run_id, spec, attempt, paths, tags=(), decorators=None,
+                 fallback=None):
     """The body of a forked task: run the attempt with its output in the log files and
     write the result for the driver. The exit code mflow-task would give."""
     import orjson
@@ -375,7 +475,7 @@ def run_in_child(store, meta, graph, flow_class, run_id, spec, attempt, paths, t
         attempt_runner = TaskAttempt(
             store, meta, graph, flow_class, run_id, spec.step, spec.task_id, spec.inputs,
             split_index=spec.split_index, attempt=attempt, log_paths=(stdout_path, stderr_path), tags=tags,
-            heartbeat=False,
+            heartbeat=False, decorators=decorators, fallback=fallback,
         )
         result = attempt_runner.run()
     _write_atomically(result_path, orjson.dumps(result.to_json()).decode("utf-8"))
@@ -392,6 +492,24 @@ def _preload_task_modules():
     import mflow.store.logs  # noqa: F401
     import mflow.task.capture  # noqa: F401
     import mflow.task.runner  # noqa: F401
+
+
+def _seconds(value):
+    return ("%d" % value) if float(value).is_integer() else ("%g" % value)
+
+
+def _die_with_parent(driver_pid):
+    """Have the kernel stop this task if the driver dies (kill -9, power loss), so that no
+    orphan writes into a run that resume may already be redoing. Linux only."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != driver_pid:  # the driver died before the call
+            os._exit(int(ExitCode.INTERNAL))
+    except (OSError, AttributeError):
+        pass
 
 
 def _read_result(path):

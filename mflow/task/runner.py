@@ -10,6 +10,7 @@ import time
 import traceback
 from typing import NamedTuple, Optional, Tuple
 
+from mflow.decospec import timeout_seconds
 from mflow.errors import ExitCode, MflowError, TransitionError
 from mflow.runtime.planner import PARAMETERS_STEP, PARAMETERS_TASK_ID
 
@@ -29,6 +30,7 @@ class TaskResult(NamedTuple):
     foreach_splits: Optional[int] = None
     exit_code: int = 0
     error: Optional[str] = None  # one line: the exception type and message
+    exception: Optional[dict] = None  # a failure's type, message and traceback
 
     def to_json(self):
         return {
@@ -41,6 +43,7 @@ class TaskResult(NamedTuple):
             "foreach_splits": self.foreach_splits,
             "exit_code": self.exit_code,
             "error": self.error,
+            "exception": self.exception,
         }
 
     @classmethod
@@ -54,15 +57,21 @@ class TaskResult(NamedTuple):
             record.get("foreach_splits"),
             record.get("exit_code", 0),
             record.get("error"),
+            record.get("exception"),
         )
+
+    def outcome(self):
+        """What resume replays of a success: next steps, transition, foreach split count."""
+        return {"next": list(self.next_steps), "transition": self.transition, "foreach_splits": self.foreach_splits}
 
 
 class StepFailure(Exception):
     """The step's own code raised; `retryable` says whether another attempt may succeed."""
 
-    def __init__(self, message, retryable=True):
+    def __init__(self, message, retryable=True, exception=None):
         super().__init__(message)
         self.retryable = retryable
+        self.exception = exception or {"type": "MflowError", "message": message, "traceback": ""}
 
 
 class TaskAttempt:
@@ -73,7 +82,7 @@ class TaskAttempt:
     """
 
     def __init__(self, store, meta, graph, flow_class, run_id, step, task_id, inputs, split_index=None, attempt=0,
-                 log_paths=None, tags=(), origin_run_id=None, heartbeat=True):
+                 log_paths=None, tags=(), origin_run_id=None, heartbeat=True, decorators=None, fallback=None):
         from mflow.store.pathspec import Pathspec
 
         self.store = store
@@ -92,6 +101,10 @@ class TaskAttempt:
         self.origin_run_id = origin_run_id
         # A task on its own beats from a thread; the driver beats for the tasks it forks.
         self.heartbeat = heartbeat
+        # {name: attributes} of the step's decorators (see mflow.task.decorators).
+        self.decorators = decorators if decorators is not None else {}
+        # The failure a @catch fallback attempt stores instead of running the step.
+        self.fallback = fallback
         self.pathspec = Pathspec.task(self.flow_name, self.run_id, step, self.task_id)
         self.node = graph[step]
 
@@ -122,6 +135,8 @@ class TaskAttempt:
                 {"step": f.step, "var": f.var, "index": f.index, "num_splits": f.num_splits} for f in stack
             ],
             parent_tasks=[str(self._input_pathspec(ref)) for ref in self.inputs if not ref.startswith("_")],
+            resources=self.decorators.get("resources"),
+            fallback=self.fallback is not None,
         )
         heartbeat = self.meta.attempt_heartbeat(self.pathspec, self.attempt) if self.heartbeat else None
         try:
@@ -130,7 +145,9 @@ class TaskAttempt:
             result = self._run(*prepared)
         except StepFailure as exc:
             code = ExitCode.TASK_FAILED if exc.retryable else ExitCode.TASK_FAILED_FINAL
-            result = TaskResult(str(self.pathspec), self.attempt, "failed", exit_code=int(code), error=str(exc))
+            result = TaskResult(
+                str(self.pathspec), self.attempt, "failed", exit_code=int(code), error=str(exc), exception=exc.exception
+            )
         finally:
             if heartbeat is not None:
                 heartbeat.stop()
@@ -142,6 +159,8 @@ class TaskAttempt:
             exit_code=result.exit_code,
             reason=result.error,
             duration=time.time() - started,
+            exception=result.exception,
+            result=result.outcome() if result.status == "successful" else None,
         )
         return result
 
@@ -159,10 +178,16 @@ class TaskAttempt:
             parameter_names=[p.name for _, p in self.flow_class._get_parameters()],
         )
         try:
-            self._execute(flow)
+            if self.fallback is not None:
+                transition = self._stand_in(flow)
+            else:
+                self._execute(flow)
+                transition = self._check_transition(flow)
+                var = (self.decorators.get("catch") or {}).get("var")
+                if var and var not in flow.__dict__:
+                    setattr(flow, var, None)  # as in Metaflow: `if self.var:` tells a failure
         finally:
             current._unbind()
-        transition = self._check_transition(flow)
         self._persist(flow, stack)
         if transition is None:
             return TaskResult(str(self.pathspec), self.attempt, "successful")
@@ -259,7 +284,14 @@ class TaskAttempt:
 
     def _execute(self, flow):
         method = getattr(flow, self.step)
+        environment = self.decorators.get("environment")
+        if environment:
+            os.environ.update({str(k): str(v) for k, v in environment.get("vars", {}).items()})
+        timeout = self.decorators.get("timeout")
+        alarm = _Alarm(self.step, timeout_seconds(timeout)) if timeout else None
         try:
+            if alarm is not None:
+                alarm.start()
             if self.node.is_join:
                 method(self._join_inputs)
             else:
@@ -270,7 +302,32 @@ class TaskAttempt:
             trace = traceback.format_exc()
             _write_stderr(trace)
             retryable = not isinstance(exc, TransitionError)
-            raise StepFailure("%s: %s" % (type(exc).__name__, _first_line(exc)), retryable=retryable) from exc
+            details = {"type": _type_name(exc), "message": _first_line(exc), "traceback": trace}
+            raise StepFailure(
+                "%s: %s" % (type(exc).__name__, _first_line(exc)), retryable=retryable, exception=details
+            ) from exc
+        finally:
+            if alarm is not None:
+                alarm.stop()
+
+    def _stand_in(self, flow):
+        """The @catch fallback: store the failure in `var` and go on as the graph says,
+        without running the step again."""
+        from mflow.flow.exceptions import CaughtException
+        from mflow.flow.spec import Transition
+
+        catch = self.decorators.get("catch") or {}
+        caught = CaughtException(
+            self.fallback.get("type", "Exception"), self.fallback.get("message", ""), self.fallback.get("traceback", "")
+        )
+        if catch.get("print_exception", True):
+            _write_stderr("@catch caught the failure of step %s: %s\n%s" % (self.step, caught, caught.traceback))
+        if catch.get("var"):
+            setattr(flow, catch["var"], caught)
+        static = self.node.transition
+        if static is None:
+            return None
+        return Transition(static.targets)
 
     def _check_transition(self, flow):
         transition = flow._transition
@@ -362,6 +419,45 @@ class ArtifactSource:
 
     def key_of(self, name):
         return self.loader.record(name).key if name in self else None
+
+
+class _Alarm:
+    """@timeout inside the task: SIGALRM raises TimeoutException in the step's code.
+
+    A step whose code does not yield to Python (a C extension in a loop, blocked signals)
+    is not stopped here: the driver kills such an attempt after a grace period."""
+
+    def __init__(self, step, seconds):
+        self.step = step
+        self.seconds = seconds
+        self._previous = None
+
+    def _fire(self, signum, frame):
+        from mflow.flow.exceptions import TimeoutException
+
+        raise TimeoutException("step %s ran past its timeout of %s s" % (self.step, _number(self.seconds)))
+
+    def start(self):
+        import signal
+
+        self._previous = signal.signal(signal.SIGALRM, self._fire)
+        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def stop(self):
+        import signal
+
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        if self._previous is not None:
+            signal.signal(signal.SIGALRM, self._previous)
+
+
+def _number(value):
+    return int(value) if float(value).is_integer() else value
+
+
+def _type_name(exc):
+    kind = type(exc)
+    return kind.__name__ if kind.__module__ == "builtins" else "%s.%s" % (kind.__module__, kind.__qualname__)
 
 
 def _stack_of(view):

@@ -1,0 +1,55 @@
+"""Which step decorators apply to a task: the step's own, and `--with` ones it lacks.
+
+The driver and mflow-task both ask here, so a task behaves the same however it starts.
+"""
+
+import ast
+
+from mflow.decospec import STEP_DECORATORS
+from mflow.errors import ParameterError
+
+
+def parse_with(specs):
+    """{name: arguments} from --with values like `retry` or `retry:times=2,minutes_between_retries=0`.
+
+    Values are Python literals; a bad name or argument is a ParameterError (exit 2)."""
+    parsed = {}
+    for text in specs:
+        name, _, rest = text.partition(":")
+        name = name.strip()
+        if name not in STEP_DECORATORS:
+            raise ParameterError(
+                "--with %s names no decorator mflow knows" % text,
+                "Use one of %s, e.g. --with retry:times=2" % ", ".join(sorted(STEP_DECORATORS)),
+            )
+        args = {}
+        for item in filter(None, (part.strip() for part in rest.split(","))):
+            key, equals, value = item.partition("=")
+            if not equals:
+                raise ParameterError("--with %s: %r is not NAME=VALUE" % (text, item), "Write e.g. --with retry:times=2")
+            try:
+                args[key.strip()] = ast.literal_eval(value.strip())
+            except (ValueError, SyntaxError):
+                args[key.strip()] = value.strip()
+        problems = STEP_DECORATORS[name].problems(args)
+        if problems:
+            raise ParameterError("--with %s: %s" % (text, "; ".join(problems)), "Fix the argument")
+        parsed[name] = args
+    return parsed
+
+
+def task_decorators(flow_class, graph, step, with_decorators=None):
+    """{name: attributes (defaults filled in)} of the decorators that apply to `step`."""
+    found = {}
+    for decorator in getattr(getattr(flow_class, step, None), "decorators", ()):
+        found[decorator.name] = dict(decorator.attributes)
+    kind = graph[step].transition.kind if graph[step].transition else None
+    for name, args in (with_decorators or {}).items():
+        if name in found:
+            continue  # the step's own decorator wins over --with
+        if name == "catch" and kind in ("foreach", "switch"):
+            continue  # @catch cannot stand on these (a lint rule); --with skips them
+        merged = dict(STEP_DECORATORS[name].defaults)
+        merged.update(args)
+        found[name] = merged
+    return found
