@@ -642,6 +642,7 @@ def test_mflow_task_runs_one_attempt_on_its_own(runner):
     assert json.loads(result.stdout) == {
         "schema": 1, "pathspec": "TaskFlow/%s/each/50" % run_id, "attempt": 0, "status": "successful",
         "next": ["join"], "transition": "linear", "foreach_splits": None, "exit_code": 0, "error": None,
+        "exception": None,
     }
     assert result.stderr == "item 30\n"  # the step's output, live on stderr
     assert runner.store().load_log(Pathspec.parse("TaskFlow/%s/each/50" % run_id), 0, "stdout") == b"item 30\n"
