@@ -49,7 +49,7 @@ class Runner:
         return result.stdout.strip()
 
     def store(self):
-        return open_store(str(self.store_dir), environ={})
+        return open_store(str(self.store_dir), environ={"MFLOW_USER": "tester"})
 
     def artifacts(self, run_pathspec, step):
         """{task_id: {name: value}} of every task of `step` in the run."""
@@ -450,7 +450,8 @@ def test_a_failed_task_fails_the_run_and_stops_the_others(runner):
     assert len(failed) == 1
     assert "failed: task FailFlow/" in failed[0] and "/work/" in failed[0]
     assert failed[0].endswith("(attempt 0) failed: ValueError: bad item 2.")
-    assert lines[-1].startswith("See its output with: mflow logs FailFlow/")
+    assert lines[-2].startswith("See its output with: mflow logs FailFlow/")
+    assert lines[-1].startswith("Resume it with: mflow resume %s --origin-run-id " % path)
     assert "ValueError: bad item 2" in result.stderr  # the traceback, streamed
     assert "Traceback (most recent call last)" in result.stderr
     # Nothing of the run is left running.

@@ -16,10 +16,14 @@ SUBCOMMANDS = {
     "show": "mflow.cli.check:show",
     "run": "mflow.cli.run:run",
     "logs": "mflow.cli.run:logs",
+    "resume": "mflow.cli.run:resume",
+    "dump": "mflow.cli.inspect:dump",
+    "tag": "mflow.cli.inspect:tag",
+    "runs": "mflow.cli.inspect:runs",
 }
 
 # Subcommands whose first argument is FLOW.py: `python flow.py NAME ...` maps onto them.
-FLOW_FILE_SUBCOMMANDS = ("check", "show", "run")
+FLOW_FILE_SUBCOMMANDS = ("check", "show", "run", "resume")
 
 
 class LazyGroup(click.Group):

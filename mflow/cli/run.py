@@ -125,47 +125,58 @@ def parameter_values(flow_class, given, environ, flow_dir=None):
     return values
 
 
+def run_options(func):
+    """The options `run` and `resume` share."""
+    for option in reversed(
+        [
+            flow_name_option,
+            click.option(
+                "--max-workers",
+                type=click.IntRange(min=1),
+                default=16,
+                show_default=True,
+                envvar="MFLOW_MAX_WORKERS",
+                help="How many tasks run at once (also MFLOW_MAX_WORKERS).",
+            ),
+            click.option(
+                "--max-num-splits",
+                type=click.IntRange(min=1),
+                default=100,
+                show_default=True,
+                envvar="MFLOW_MAX_NUM_SPLITS",
+                help="The most items a foreach may split into; more fails the run (also MFLOW_MAX_NUM_SPLITS).",
+            ),
+            click.option("--tag", "tags", multiple=True, metavar="TAG", help="Tag the run (repeatable)."),
+            click.option(
+                "--with",
+                "with_specs",
+                multiple=True,
+                metavar="DECORATOR[:K=V,...]",
+                help="Apply a step decorator to every step that lacks it, e.g. --with retry:times=2 (repeatable).",
+            ),
+            click.option(
+                "--run-id-file",
+                type=click.Path(dir_okay=False, writable=True),
+                help="Write the run id to this file before the first task starts.",
+            ),
+            click.option(
+                "--log-format",
+                type=click.Choice(["text", "json"]),
+                default="text",
+                show_default=True,
+                help="Task output as prefixed text lines, or one JSON object per line, on stderr.",
+            ),
+            store_option,
+            common_options,
+        ]
+    ):
+        func = option(func)
+    return func
+
+
 @click.command(cls=FlowCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("flow_file", metavar="FLOW.py", type=click.Path(dir_okay=False))
-@flow_name_option
-@click.option(
-    "--max-workers",
-    type=click.IntRange(min=1),
-    default=16,
-    show_default=True,
-    envvar="MFLOW_MAX_WORKERS",
-    help="How many tasks run at once (also MFLOW_MAX_WORKERS).",
-)
-@click.option(
-    "--max-num-splits",
-    type=click.IntRange(min=1),
-    default=100,
-    show_default=True,
-    envvar="MFLOW_MAX_NUM_SPLITS",
-    help="The most items a foreach may split into; more fails the run (also MFLOW_MAX_NUM_SPLITS).",
-)
-@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Tag the run (repeatable).")
-@click.option(
-    "--with",
-    "with_specs",
-    multiple=True,
-    metavar="DECORATOR[:K=V,...]",
-    help="Apply a step decorator to every step that lacks it, e.g. --with retry:times=2 (repeatable).",
-)
-@click.option(
-    "--run-id-file",
-    type=click.Path(dir_okay=False, writable=True),
-    help="Write the run id to this file before the first task starts.",
-)
-@click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Task output as prefixed text lines, or one JSON object per line, on stderr.",
-)
-@store_option
-@common_options
+@run_options
 @click.pass_context
 def run(ctx, flow_file, flow_name, max_workers, max_num_splits, tags, with_specs, run_id_file, log_format, store_url,
         **params):
@@ -184,30 +195,74 @@ def run(ctx, flow_file, flow_name, max_workers, max_num_splits, tags, with_specs
 
       run=$(mflow run flow.py -q) && mflow logs "$run"
     """
+    console = ctx.obj
+    graph, flow_class = ctx.meta.get("mflow.flow") or load_flow(flow_file, flow_name)
+    values = parameter_values(flow_class, params, console.environ, os.path.dirname(os.path.abspath(flow_file)))
+    return execute(console, graph, flow_class, flow_file, values, locals())
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("flow_file", metavar="FLOW.py", type=click.Path(dir_okay=False))
+@click.argument("step", required=False)
+@click.option("--origin-run-id", metavar="RUN", help="The run to resume (default: your latest run of the flow).")
+@click.option("--run-id", "new_run_id", metavar="RUN", help="The new run's id (refused if it exists; default: a new one).")
+@click.option("--dry-run", is_flag=True, help="Print the plan (steps cloned, steps run again) as JSON and run nothing.")
+@run_options
+@click.pass_obj
+def resume(console, flow_file, step, origin_run_id, new_run_id, dry_run, flow_name, max_workers, max_num_splits, tags,
+           with_specs, run_id_file, log_format, store_url):
+    """Resume a run: a new run that clones what the origin run finished and runs the rest.
+
+    Successful tasks are cloned by reference (no data is copied): by default every task
+    but those of the steps that failed or never ran and the steps after them; with STEP,
+    every task before STEP. Parameters come from the origin run. The new run moves the
+    flow's latest-run pointers. A flow file whose graph differs from the origin run's is
+    refused.
+
+    Examples:
+
+      mflow resume flow.py
+
+      mflow resume flow.py train --origin-run-id 1700000000000
+
+      mflow resume flow.py --dry-run | jq .rerun_steps
+    """
+    import orjson
+
+    from mflow.meta import MetaStore
+    from mflow.runtime.resume import plan_resume
+
+    graph, flow_class = load_flow(flow_file, flow_name)
+    store = open_store(console, store_url)
+    plan = plan_resume(MetaStore(store), graph, origin_run_id, step)
+    if dry_run:
+        console.out(orjson.dumps(plan.to_json()).decode("utf-8"))
+        return None
+    console.info(plan.describe())
+    return execute(console, graph, flow_class, flow_file, {}, locals(), store=store, plan=plan, run_id=new_run_id)
+
+
+def execute(console, graph, flow_class, flow_file, values, given, store=None, plan=None, run_id=None):
+    """Run the driver with the options in `given` (a command's arguments); the exit code."""
     from mflow.errors import ExitCode
     from mflow.meta import MetaStore
     from mflow.runtime.driver import TIMEOUT_GRACE_SECONDS, RunDriver, RunOptions
-
-    console = ctx.obj
-    loaded = ctx.meta.get("mflow.flow") or load_flow(flow_file, flow_name)
-    graph, flow_class = loaded
-    values = parameter_values(flow_class, params, console.environ, os.path.dirname(os.path.abspath(flow_file)))
-    store = open_store(console, store_url)
-    meta = MetaStore(store)
-    events = ConsoleEvents(console, log_format)
     from mflow.task.decorators import parse_with
 
-    with_decorators = parse_with(with_specs)
     options = RunOptions(
-        max_workers=max_workers,
-        max_num_splits=max_num_splits,
-        user_tags=tuple(tags),
-        run_id_file=run_id_file,
+        max_workers=given["max_workers"],
+        max_num_splits=given["max_num_splits"],
+        user_tags=tuple(given["tags"]),
+        run_id=run_id,
+        run_id_file=given["run_id_file"],
         stream_logs=console.verbosity >= 0,
-        with_decorators=with_decorators,
+        with_decorators=parse_with(given["with_specs"]),
         timeout_grace=float(console.environ.get("MFLOW_TIMEOUT_GRACE") or TIMEOUT_GRACE_SECONDS),
+        resume=plan,
     )
-    driver = RunDriver(store, meta, graph, flow_class, flow_file, values, options, events)
+    store = store or open_store(console, given["store_url"])
+    events = ConsoleEvents(console, given["log_format"])
+    driver = RunDriver(store, MetaStore(store), graph, flow_class, flow_file, values, options, events)
     try:
         summary = driver.run()
     finally:
@@ -222,6 +277,7 @@ def run(ctx, flow_file, flow_name, max_workers, max_num_splits, tags, with_specs
         % (summary.pathspec, failure.pathspec, failure.attempt, failure.reason.rstrip("."))
     )
     console.err("See its output with: mflow logs %s" % failure.pathspec)
+    console.err("Resume it with: mflow resume %s --origin-run-id %s" % (flow_file, summary.run_id))
     return ExitCode.FAILED
 
 

@@ -90,6 +90,7 @@ class RunOptions(NamedTuple):
     kill_grace: float = KILL_GRACE_SECONDS
     with_decorators: dict = {}  # --with: {name: arguments}, for steps that lack the decorator
     timeout_grace: float = TIMEOUT_GRACE_SECONDS
+    resume: object = None  # a ResumePlan: clone what it allows, run the rest
 
 
 class _Running(NamedTuple):
@@ -136,6 +137,7 @@ class RunDriver:
         self._retries = []  # _Retry: attempts waiting for their delay
         self._timed_out = set()  # pids killed for running past their timeout
         self._decorators = {}  # step -> {name: attributes}
+        self._cloner = None  # resume only
         self._log_dir = None
 
     # --- the run ----------------------------------------------------------------------------
@@ -145,19 +147,32 @@ class RunDriver:
         stopping every task and recording the run as interrupted."""
         import tempfile
 
+        from .resume import Cloner, graph_summary
+
         started = time.time()
+        plan = self.options.resume
         self.run_id = self.meta.allocate_run_id(self.flow, self.options.run_id)
         if self.options.run_id_file:
             _write_atomically(self.options.run_id_file, self.run_id)
         code = self.store.save_code_package(self.flow, self.run_id, os.path.dirname(self.flow_file))
+        if plan is not None:
+            params = plan.params
+        else:
+            params = {p.name: _recorded(p, self.parameters.get(attr)) for attr, p in self.flow_class._get_parameters()}
         self.meta.start_run(
             self.flow,
             self.run_id,
-            params={p.name: _recorded(p, self.parameters.get(attr)) for attr, p in self.flow_class._get_parameters()},
+            params=params,
             user_tags=self.options.user_tags,
             code_key=getattr(code, "key", None),
+            origin_run_id=plan.origin_run_id if plan is not None else None,
+            graph=graph_summary(self.graph),
         )
-        self._save_parameters()
+        if plan is not None:
+            self._cloner = Cloner(self.store, self.meta, plan, self.flow, self.run_id)
+            self._cloner.copy_parameters()
+        else:
+            self._save_parameters()
         self.events.run_started(self.flow, self.run_id)
         self._log_dir = tempfile.mkdtemp(prefix="mflow-%s-%s-" % (self.flow, self.run_id))
         _preload_task_modules()
@@ -182,7 +197,8 @@ class RunDriver:
         if status == "interrupted":
             raise RunInterrupted(
                 "run %s/%s was interrupted; its running tasks were stopped" % (self.flow, self.run_id),
-                "Resume it with `mflow resume` once resume is available, or run the flow again",
+                "Continue it with: mflow resume %s --origin-run-id %s"
+                % (os.path.basename(self.flow_file), self.run_id),
             )
         return summary
 
@@ -218,7 +234,7 @@ class RunDriver:
                 item = self._queue.pop(0)
                 if isinstance(item, _Retry):
                     self._launch(item.spec, item.attempt, item.fallback)
-                else:
+                elif not self._clone(item):
                     self._launch(item)
             if self._failed and not self._running:
                 break
@@ -364,6 +380,17 @@ class RunDriver:
             return
         outcome = TaskOutcome(tuple(result.next_steps), result.transition, result.foreach_splits)
         self._queue.extend(self.planner.finished(task.spec.task_id, outcome))
+
+    def _clone(self, spec):
+        """Resume: clone the task if the origin run has it done; True if it did."""
+        origin = self._cloner.source(spec) if self._cloner is not None else None
+        if origin is None:
+            return False
+        result = self._cloner.clone(spec, origin)
+        self._done += 1
+        outcome = TaskOutcome(tuple(result.get("next") or ()), result.get("transition"), result.get("foreach_splits"))
+        self._queue.extend(self.planner.finished(spec.task_id, outcome))
+        return True
 
     def _after_failure(self, task, result):
         """Retry the task, stand in for it with its @catch, or fail the run."""
