@@ -12,6 +12,8 @@ class ForeachBenchFlow(FlowSpec):
 
     @step
     def work(self):
+        if os.environ.get("BENCH_FAIL") == str(self.input):
+            raise RuntimeError("failing item %d, for the resume benchmark" % self.input)
         self.out = self.input * 2
         self.next(self.join)
 
