@@ -520,23 +520,39 @@ def _preload_task_modules():
     import mflow.task.capture  # noqa: F401
     import mflow.task.runner  # noqa: F401
 
+    _load_libc()
+
 
 def _seconds(value):
     return ("%d" % value) if float(value).is_integer() else ("%g" % value)
 
 
+_LIBC = []  # loaded once in the driver, before forking: not once per task
+
+
+def _load_libc():
+    if not _LIBC:
+        try:
+            import ctypes
+
+            _LIBC.append(ctypes.CDLL(None, use_errno=True))
+        except (OSError, ImportError):
+            _LIBC.append(None)
+    return _LIBC[0]
+
+
 def _die_with_parent(driver_pid):
     """Have the kernel stop this task if the driver dies (kill -9, power loss), so that no
     orphan writes into a run that resume may already be redoing. Linux only."""
+    libc = _load_libc()
+    if libc is None:
+        return
     try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        if os.getppid() != driver_pid:  # the driver died before the call
-            os._exit(int(ExitCode.INTERNAL))
-    except (OSError, AttributeError):
-        pass
+    except AttributeError:
+        return
+    if os.getppid() != driver_pid:  # the driver died before the call
+        os._exit(int(ExitCode.INTERNAL))
 
 
 def _read_result(path):

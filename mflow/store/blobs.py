@@ -132,6 +132,14 @@ class _FrameEncoder:
         self._sink(data)
 
 
+def _remaining(stream):
+    """Bytes left to read in a regular file, or None when that cannot be known."""
+    try:
+        return max(0, os.fstat(stream.fileno()).st_size - stream.tell())
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 def _worth_compressing(chunk):
     length = len(chunk)
     if length < 64:
@@ -221,7 +229,10 @@ class ContentStore:
         with self.writer() as writer:
             readinto = getattr(stream, "readinto", None)
             if readinto is not None:
-                buffer = bytearray(chunk_size)
+                # No bigger buffer than the file needs: zeroing 4 MiB for a 20-byte log
+                # costs a thousand page faults in every task process.
+                remaining = _remaining(stream)
+                buffer = bytearray(chunk_size if remaining is None else min(chunk_size, max(remaining, 4096)))
                 view = memoryview(buffer)
                 while True:
                     count = readinto(view)
