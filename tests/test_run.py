@@ -670,3 +670,30 @@ def test_mflow_task_runs_one_attempt_on_its_own(runner):
     result = mflow_task("each", "--run-id", run_id, "--task-id", "55", "--input", "start/1", "--split-index", "7")
     assert result.returncode == 11
     assert json.loads(result.stdout)["error"] == "split index 7 is outside the foreach over items (3 items)"
+
+
+def test_current_inside_a_task(runner):
+    path = runner.write(
+        HEADER
+        + """
+        class CurrentFlow(FlowSpec):
+            @step
+            def start(self):
+                self.seen = dict(flow=current.flow_name, run=current.run_id, step=current.step_name,
+                                 task=current.task_id, retry=current.retry_count, user=current.username,
+                                 namespace=current.namespace, pathspec=current.pathspec,
+                                 tags=sorted(current.tags), running=current.is_running_flow)
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+        """
+    )
+    run = runner.ok(path, "--tag", "nightly")
+    run_id = run.split("/")[1]
+    assert runner.only(run, "start")["seen"] == {
+        "flow": "CurrentFlow", "run": run_id, "step": "start", "task": "1", "retry": 0, "user": "tester",
+        "namespace": "user:tester", "pathspec": "CurrentFlow/%s/start/1" % run_id, "tags": ["nightly"],
+        "running": True,
+    }

@@ -360,7 +360,7 @@ class RunDriver:
                 task.pathspec, task.attempt, "failed", exit_code=exit_code_of(status), error=reason,
                 exception={"type": kind, "message": reason, "traceback": ""},
             )
-            self._record_lost_attempt(task, result)
+            self._record_lost_attempt(task, result, os.WTERMSIG(status) if os.WIFSIGNALED(status) else None)
         self.events.task_finished(task.pathspec, result)
         if result.status != "successful":
             if self._first_failure is None:
@@ -427,7 +427,7 @@ class RunDriver:
                     self._timed_out.add(task.pid)
                     _signal_group(task.pid, signal.SIGKILL)
 
-    def _record_lost_attempt(self, task, result):
+    def _record_lost_attempt(self, task, result, signal_number=None):
         """The child died before recording its end (killed, crashed): record it here."""
         from mflow.store.pathspec import Pathspec
 
@@ -438,7 +438,7 @@ class RunDriver:
             pass  # the logs of a task killed mid-write may be unreadable; its end still counts
         self.meta.end_attempt(
             pathspec, task.attempt, "failed", exit_code=result.exit_code, reason=result.error,
-            exception=result.exception, duration=time.time() - task.started,
+            exception=result.exception, duration=time.time() - task.started, signal=signal_number,
         )
 
     def _pass_on_logs(self, only=None, final=False):

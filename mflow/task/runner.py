@@ -167,7 +167,12 @@ class TaskAttempt:
     def _run(self, flow, stack):
         from mflow.flow.current import current
 
+        from mflow.flow.current import resolve_username
+
+        username = resolve_username()
         current._bind(
+            username=username,
+            namespace="user:%s" % username if username else None,
             flow_name=self.flow_name,
             run_id=self.run_id,
             step_name=self.step,
