@@ -20,6 +20,15 @@ _EXPORTS = {
     "current": "mflow.flow.current",
     "parallel_map": "mflow.flow.parallel",
     "parallel_imap_unordered": "mflow.flow.parallel",
+    "Metaflow": "mflow.client",
+    "Flow": "mflow.client",
+    "Run": "mflow.client",
+    "Step": "mflow.client",
+    "Task": "mflow.client",
+    "DataArtifact": "mflow.client",
+    "namespace": "mflow.client",
+    "get_namespace": "mflow.client",
+    "default_namespace": "mflow.client",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -89,11 +89,11 @@ def test_bare_and_called_forms_give_defaults_merged_with_arguments():
     for func in (bare, empty_call):
         (deco,) = func.decorators
         assert deco.name == "retry"
-        assert deco.attributes == {"times": 3, "minutes_between_retries": 2}
+        assert deco.attributes == {"times": 3, "minutes_between_retries": 2, "backoff": 1, "jitter": 0}
         assert deco.given == {}
         assert deco.step_name == func.__name__
     (deco,) = called.decorators
-    assert deco.attributes == {"times": 5, "minutes_between_retries": 2}
+    assert deco.attributes == {"times": 5, "minutes_between_retries": 2, "backoff": 1, "jitter": 0}
     assert deco.given == {"times": 5}
     assert deco.step_name == "called"
     assert isinstance(deco, StepDecorator)
@@ -214,7 +214,7 @@ def test_positional_arguments_are_refused_naming_the_step():
             pass
 
     assert message(excinfo) == (
-        "@retry on step 'train' has positional arguments (2). Name them: @retry(times=..., minutes_between_retries=...)."
+        "@retry on step 'train' has positional arguments (2). Name them: @retry(times=..., minutes_between_retries=..., backoff=..., jitter=...)."
     )
 
 

@@ -303,7 +303,18 @@ class RunDriver:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
                 signal.signal(sig, signal.SIG_DFL)
             signal.set_wakeup_fd(-1)
-            code = run_in_child(self.store, self.meta, self.graph, self.flow_class, self.run_id, spec, attempt,
+            store, meta = self.store, self.meta
+            # Steps that read results (the client API) or data (S3(run=self)) find this store.
+            os.environ["MFLOW_STORE"] = store.url
+            if store.backend.remote:
+                # Connections inherited from the driver are the driver's: requests from two
+                # processes on one socket corrupt each other. A task opens its own.
+                from mflow.meta import MetaStore
+                from mflow.store import open_store
+
+                store = open_store(store.url, environ=store.environ)
+                meta = MetaStore(store)
+            code = run_in_child(store, meta, self.graph, self.flow_class, self.run_id, spec, attempt,
                                 paths, tags=self.options.user_tags, decorators=self.decorators(spec.step),
                                 fallback=fallback)
         except BaseException:  # noqa: B902 - a child must never return into the driver's code
