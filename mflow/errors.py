@@ -154,3 +154,68 @@ class TagError(MflowError):
     """A tag is invalid (empty, too long, not text), or a system tag was to be removed."""
 
     exit_code = ExitCode.USAGE
+
+
+class MflowNotFound(NotFoundError, KeyError):
+    """A flow, run, step, task or artifact that the client API cannot find (Metaflow's
+    MetaflowNotFound). Also a KeyError, so that `run["nostep"]` fails as a Mapping would;
+    MflowError's __str__ comes first, so the message is not quoted as a KeyError's would be."""
+
+
+class MflowNamespaceMismatch(MflowNotFound):
+    """The object exists, but its run is not in the namespace in use (Metaflow's
+    MetaflowNamespaceMismatch); the hint says how to look at it anyway."""
+
+    def __init__(self, message, hint=None, store=None, namespace=None):
+        self.namespace = namespace
+        super().__init__(message, hint, store)
+
+
+class S3Error(StoreError):
+    """A request of mflow.S3 failed: unreachable, rejected credentials, retries used up, a
+    server error. `url` is the s3:// URL of the object or prefix the message names."""
+
+    def __init__(self, message, hint=None, url=None):
+        self.url = url
+        super().__init__(message, hint, store=url)
+
+
+class S3AccessDeniedError(S3Error):
+    """S3 refused access to an object, a prefix or a bucket (HTTP 403)."""
+
+
+class S3NotFoundError(NotFoundError):
+    """mflow.S3 found no object at a key, or no bucket (`missing_bucket`); `url` names it."""
+
+    def __init__(self, message, hint=None, url=None, missing_bucket=False):
+        self.url = url
+        self.missing_bucket = missing_bucket
+        super().__init__(message, hint, store=url)
+
+
+class S3URLError(MflowError):
+    """A key or URL given to mflow.S3 cannot be used: outside the scoped prefix, no bucket,
+    a full URL where a key is expected, or no root to resolve a key against."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, message, hint=None, key=None):
+        self.key = key
+        super().__init__(message, hint)
+
+
+class S3LocalFileError(MflowError):
+    """A local file mflow.S3 was to upload is missing or unreadable, or a download cannot be
+    written locally (a full disk)."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+    def __init__(self, message, hint=None, path=None):
+        self.path = path
+        super().__init__(message, hint)
+
+
+class S3ValueError(MflowError, TypeError):
+    """A value given to S3.put is neither bytes, text nor a readable, seekable binary file."""
+
+    exit_code = ExitCode.USAGE
