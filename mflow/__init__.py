@@ -20,6 +20,7 @@ _EXPORTS = {
     "current": "mflow.flow.current",
     "parallel_map": "mflow.flow.parallel",
     "parallel_imap_unordered": "mflow.flow.parallel",
+    "S3": "mflow.s3",
     "Metaflow": "mflow.client",
     "Flow": "mflow.client",
     "Run": "mflow.client",

@@ -9,6 +9,7 @@ BLOBS = "blobs/"  # blobs/<first two hex digits>/<sha256 hex>: content-addressed
 DATA = "data/"  # data/<Flow>/<run>/...: artifact manifests, logs records, code package records
 META = "meta/"  # meta/<Flow>/...: reserved for the metadata records (runs, tasks, attempts, tags)
 TMP = "tmp/"  # local folders only: writes in progress, renamed into place when complete
+S3_DATA = "s3/"  # s3/<Flow>/<run>/<key>: objects steps write with S3(run=self); gc leaves them
 
 LAYOUT_VERSION = 1
 

@@ -9,6 +9,7 @@ import os
 import tempfile
 import threading
 import time
+from typing import NamedTuple, Optional
 
 from mflow.errors import ParameterError, StoreError
 
@@ -24,10 +25,56 @@ SINGLE_PUT_SIZE = 16 << 20
 PART_SIZE = 8 << 20
 SPOOL_SIZE = 8 << 20
 
-_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
-_DENIED = {"AccessDenied", "403", "AllAccessDisabled", "AccountProblem"}
-_BAD_CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired"}
+NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
+DENIED_CODES = {"AccessDenied", "403", "AllAccessDisabled", "AccountProblem"}
+BAD_CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired"}
 _EXISTS = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
+
+
+class S3Settings(NamedTuple):
+    """How mflow reaches S3, from MFLOW_S3_ENDPOINT_URL, MFLOW_S3_WORKERS, MFLOW_S3_RETRIES
+    and MFLOW_S3_CONNECT_TIMEOUT; shared by the store and by mflow.s3 (`from mflow import S3`)."""
+
+    endpoint: Optional[str]
+    workers: int
+    attempts: int
+    connect_timeout: float
+
+    @classmethod
+    def from_environ(cls, environ):
+        return cls(
+            environ.get("MFLOW_S3_ENDPOINT_URL") or None,
+            _positive_int(environ, "MFLOW_S3_WORKERS", DEFAULT_WORKERS),
+            _positive_int(environ, "MFLOW_S3_RETRIES", DEFAULT_ATTEMPTS),
+            _positive_float(environ, "MFLOW_S3_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
+        )
+
+
+def make_client(settings, environ, region=None):
+    """(boto3 session, S3 client) with mflow's timeouts, retries and connection pool, from the
+    standard AWS settings in `environ`; `region` overrides the configured one. Raises boto3's
+    own exceptions (a malformed endpoint URL, an unknown profile): callers name what failed."""
+    import boto3.session
+    from botocore.config import Config
+
+    session = boto3.session.Session(
+        aws_access_key_id=environ.get("AWS_ACCESS_KEY_ID") or None,
+        aws_secret_access_key=environ.get("AWS_SECRET_ACCESS_KEY") or None,
+        aws_session_token=environ.get("AWS_SESSION_TOKEN") or None,
+        profile_name=environ.get("AWS_PROFILE") or None,
+    )
+    if region is None:
+        region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or session.region_name
+    if region is None and settings.endpoint:
+        region = "us-east-1"  # S3-compatible servers accept any region; signing needs one
+    config = Config(
+        region_name=region,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=READ_TIMEOUT,
+        retries={"mode": "standard", "total_max_attempts": settings.attempts},
+        max_pool_connections=settings.workers + 4,
+    )
+    return session, session.client("s3", endpoint_url=settings.endpoint, config=config)
 
 
 def parse_url(url):
@@ -49,10 +96,8 @@ class S3Backend(ByteBackend):
         self.url = "s3://%s%s" % (self.bucket, "/" + self.prefix if self.prefix else "")
         if not self.bucket:
             raise StoreError("%r names no bucket" % url, "Write the store as s3://BUCKET/PREFIX", store=url)
-        self.endpoint = environ.get("MFLOW_S3_ENDPOINT_URL") or None
-        self.workers = _positive_int(environ, "MFLOW_S3_WORKERS", DEFAULT_WORKERS)
-        self.attempts = _positive_int(environ, "MFLOW_S3_RETRIES", DEFAULT_ATTEMPTS)
-        self.connect_timeout = _positive_float(environ, "MFLOW_S3_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT)
+        self.settings = S3Settings.from_environ(environ)
+        self.endpoint, self.workers, self.attempts, self.connect_timeout = self.settings
         self._environ = environ
         self._client = None
         self._executor = None
@@ -74,28 +119,8 @@ class S3Backend(ByteBackend):
         return self._client
 
     def _make_client(self):
-        import boto3.session
-        from botocore.config import Config
-
-        env = self._environ
-        session = boto3.session.Session(
-            aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
-            aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
-            aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
-            profile_name=env.get("AWS_PROFILE") or None,
-        )
-        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or session.region_name
-        if region is None and self.endpoint:
-            region = "us-east-1"  # S3-compatible servers accept any region; signing needs one
-        config = Config(
-            region_name=region,
-            connect_timeout=self.connect_timeout,
-            read_timeout=READ_TIMEOUT,
-            retries={"mode": "standard", "total_max_attempts": self.attempts},
-            max_pool_connections=self.workers + 4,
-        )
         try:
-            return session.client("s3", endpoint_url=self.endpoint, config=config)
+            return make_client(self.settings, self._environ)[1]
         except Exception as exc:  # a malformed endpoint URL, an unknown profile
             raise StoreError(
                 "cannot set up S3 for store %s: %s" % (self.url, exc),
@@ -163,15 +188,15 @@ class S3Backend(ByteBackend):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code == "NoSuchBucket":
             return self._no_bucket()
-        if code in _NOT_FOUND:
+        if code in NOT_FOUND_CODES:
             return ObjectNotFound(self.url, path)
-        if code in _BAD_CREDENTIALS:
+        if code in BAD_CREDENTIAL_CODES:
             return StoreError(
                 "%s rejected the AWS credentials for store %s (%s)" % (self.endpoint or "S3", self.url, code),
                 "Check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_PROFILE",
                 store=self.url,
             )
-        if code in _DENIED or status == 403:
+        if code in DENIED_CODES or status == 403:
             return StoreError(
                 "permission denied: cannot %s %s in store %s (%s)" % (action, path, self.url, code or status),
                 "Ask for access to the bucket, or use another store",
