@@ -86,6 +86,8 @@ def cli(console, flow_file, step, run_id, task_id, inputs, split_index, attempt,
         raise PathspecError("step %s needs --input: the task(s) it reads" % step, "Give --input step/task_id")
     flow_class = load_flow_class(flow_file, graph.name)
     store = open_store(console, store_url)
+    # The step's own readers (the client API, S3(run=self)) find the run's store here.
+    os.environ["MFLOW_STORE"] = store.url
     meta = MetaStore(store)
     decorators = task_decorators(flow_class, graph, step, parse_with(with_specs))
     failure = _previous_failure(meta, graph.name, run_id, step, task_id, attempt) if fallback else None
