@@ -5,7 +5,7 @@ Porcelain over the client API and the metadata; scripts use mflow-store and mflo
 
 import click
 
-from .meta import chosen_namespace, human_duration, namespace_options
+from .meta import chosen_namespace, human_duration, meta_store, namespace_options, tag_runs
 from .options import common_options, json_option, store_option
 from .output import arguments, emit_rows, open_store
 
@@ -224,21 +224,8 @@ def tag():
     """
 
 
-def _runs_of(console, run):
-    from mflow.store.pathspec import Pathspec
-
-    for text in arguments(console, [run]):
-        yield Pathspec.parse(text, 2, 2)
-
-
 def _say_tags(console, spec, tags):
     console.info("%s: user tags %s" % (spec, ", ".join(tags.user) if tags.user else "(none)"))
-
-
-def _meta(console, store_url):
-    from mflow.meta import MetaStore
-
-    return MetaStore(open_store(console, store_url))
 
 
 @tag.command(name="add")
@@ -261,9 +248,9 @@ def tag_add(console, run, tags, store_url):
     from mflow.meta.tags import validate_tags
 
     validate_tags(tags, "add")
-    meta = _meta(console, store_url)
+    meta = meta_store(console, store_url)
     with meta.store:
-        for spec in _runs_of(console, run):
+        for spec in tag_runs(console, run):
             _say_tags(console, spec, meta.add_tags(spec.flow, spec.run_id, tags))
 
 
@@ -285,9 +272,9 @@ def tag_remove(console, run, tags, store_url):
     from mflow.meta.tags import validate_tags
 
     validate_tags(tags, "remove")
-    meta = _meta(console, store_url)
+    meta = meta_store(console, store_url)
     with meta.store:
-        for spec in _runs_of(console, run):
+        for spec in tag_runs(console, run):
             _say_tags(console, spec, meta.remove_tags(spec.flow, spec.run_id, tags))
 
 
@@ -309,9 +296,9 @@ def tag_replace(console, run, old, new, store_url):
 
     validate_tags([old], "remove")
     validate_tags([new], "add")
-    meta = _meta(console, store_url)
+    meta = meta_store(console, store_url)
     with meta.store:
-        for spec in _runs_of(console, run):
+        for spec in tag_runs(console, run):
             _say_tags(console, spec, meta.replace_tags(spec.flow, spec.run_id, [old], [new]))
 
 
@@ -336,7 +323,7 @@ def tag_list(console, pathspecs, namespace, all_namespaces, as_json, store_url):
     from mflow.store.pathspec import Pathspec
 
     ns = chosen_namespace(console, namespace, all_namespaces)
-    meta = _meta(console, store_url)
+    meta = meta_store(console, store_url)
 
     def rows():
         for text in arguments(console, pathspecs):
@@ -396,7 +383,7 @@ def runs(console, flows, tags, status, limit, namespace, all_namespaces, as_json
 
     tags = [validate_tag(t) for t in tags]
     ns = chosen_namespace(console, namespace, all_namespaces)
-    meta = _meta(console, store_url)
+    meta = meta_store(console, store_url)
     as_rows = as_json or not console.stdout_isatty
     one_flow = len(flows) == 1 and flows[0] != "-"
     now = time.time()

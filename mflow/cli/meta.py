@@ -388,7 +388,8 @@ def tag_group():
     """
 
 
-def _tag_runs(console, run):
+def tag_runs(console, run):
+    """The runs named by RUN, or read from stdin when it is `-`."""
     for text in arguments(console, [run]):
         yield parse(text, 2, 2)
 
@@ -419,7 +420,7 @@ def tag_add_command(console, run, tags, store_url):
     validate_tags(tags, "add")
     meta = meta_store(console, store_url)
     with meta.store:
-        for spec in _tag_runs(console, run):
+        for spec in tag_runs(console, run):
             _report_tags(console, spec, meta.add_tags(spec.flow, spec.run_id, tags))
 
 
@@ -444,7 +445,7 @@ def tag_remove_command(console, run, tags, store_url):
     validate_tags(tags, "remove")
     meta = meta_store(console, store_url)
     with meta.store:
-        for spec in _tag_runs(console, run):
+        for spec in tag_runs(console, run):
             _report_tags(console, spec, meta.remove_tags(spec.flow, spec.run_id, tags))
 
 
@@ -468,7 +469,7 @@ def tag_replace_command(console, run, old, new, store_url):
     validate_tags([new], "add")
     meta = meta_store(console, store_url)
     with meta.store:
-        for spec in _tag_runs(console, run):
+        for spec in tag_runs(console, run):
             _report_tags(console, spec, meta.replace_tags(spec.flow, spec.run_id, [old], [new]))
 
 
