@@ -9,6 +9,12 @@ import numbers
 import re
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A distribution name (PEP 508), optionally with extras: "requests", "dask[dataframe]".
+_PACKAGE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?(\[[A-Za-z0-9._,\s-]+\])?$")
+# A bare version ("1.16.0", "2.*") or specifiers (">=1.2,<2", "~=3.1", "!=1.0").
+_VERSION = re.compile(r"^[A-Za-z0-9.*+!_-]+$")
+_SPECIFIER = re.compile(r"^\s*(===|==|!=|~=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+\s*$")
+_PYTHON_VERSION = re.compile(r"^[0-9]+\.[0-9]+(\.[0-9]+)?$")
 
 
 def _is_number(value):
@@ -96,6 +102,104 @@ def _check_environment(args):
     return problems
 
 
+def _check_positive(args, names, whole=False):
+    problems = []
+    for name in names:
+        value = args.get(name)
+        if value is None:
+            continue
+        if whole and (not _is_int(value) or value < 0):
+            problems.append("%s must be a whole number of 0 or more, not %r" % (name, value))
+        elif not whole and (not _is_number(value) or value <= 0):
+            problems.append("%s must be a positive number, not %r" % (name, value))
+    return problems
+
+
+def _check_text(args, names):
+    return [
+        "%s must be text, not %r" % (name, args.get(name))
+        for name in names
+        if args.get(name) is not None and (not isinstance(args.get(name), str) or not args.get(name).strip())
+    ]
+
+
+def _check_batch(args):
+    problems = _check_positive(args, ("cpu", "memory", "shared_memory", "max_swap", "tmpfs_size"))
+    problems += _check_positive(args, ("gpu",), whole=True)
+    problems += _check_text(args, ("image", "queue", "iam_role", "execution_role"))
+    swappiness = args.get("swappiness")
+    if swappiness is not None and (not _is_int(swappiness) or not 0 <= swappiness <= 100):
+        problems.append("swappiness must be a whole number from 0 to 100, not %r" % (swappiness,))
+    if not isinstance(args.get("use_tmpfs"), bool):
+        problems.append("use_tmpfs must be True or False, not %r" % (args.get("use_tmpfs"),))
+    tags = args.get("tags")
+    if tags is not None and (
+        not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items())
+    ):
+        problems.append("tags must be a dict of text to text, not %r" % (tags,))
+    return problems
+
+
+def _check_slurm(args):
+    problems = _check_positive(args, ("cpus", "memory"))
+    problems += _check_positive(args, ("gpus",), whole=True)
+    problems += _check_text(args, ("partition", "account", "qos", "constraint"))
+    minutes = args.get("time")
+    if minutes is not None and (not _is_number(minutes) or minutes <= 0):
+        problems.append("time must be a positive number of minutes, not %r" % (minutes,))
+    extra = args.get("extra")
+    if extra is not None and (not isinstance(extra, (list, tuple)) or not all(isinstance(a, str) for a in extra)):
+        problems.append("extra must be a list of sbatch options such as ['--exclusive'], not %r" % (extra,))
+    return problems
+
+
+#: The step decorators that send a step's tasks to a compute engine instead of this machine.
+EXECUTOR_DECORATORS = ("batch", "slurm")
+
+
+def _check_pypi(args):
+    problems = []
+    packages = args.get("packages")
+    if not isinstance(packages, dict):
+        return ["packages must be a dict of package names to versions, e.g. {'six': '1.16.0'}, not %r" % (packages,)]
+    for name, version in packages.items():
+        if not isinstance(name, str) or not _PACKAGE_NAME.match(name):
+            problems.append("packages has an invalid package name %r" % (name,))
+        elif not isinstance(version, str):
+            problems.append(
+                "packages[%r] must be a version string such as '1.16.0' (or '' for any), not %r" % (name, version)
+            )
+        elif version.strip() and not is_version_spec(version):
+            problems.append(
+                "packages[%r] has an invalid version %r; write '1.16.0', '>=1.2,<2' or '' for any" % (name, version)
+            )
+    python = args.get("python")
+    if python is not None and (not isinstance(python, str) or not _PYTHON_VERSION.match(python)):
+        problems.append("python must be a version such as '3.11' or '3.11.4', not %r" % (python,))
+    disabled = args.get("disabled")
+    if disabled is not None and not isinstance(disabled, bool):
+        problems.append("disabled must be True or False, not %r" % (disabled,))
+    return problems
+
+
+def is_version_spec(text):
+    """True for a bare version ("1.16.0") or comma-separated specifiers (">=1.2,<2")."""
+    text = text.strip()
+    if _VERSION.match(text):
+        return True
+    return all(_SPECIFIER.match(part) for part in text.split(","))
+
+
+def requirement(name, version):
+    """The pip requirement of one `packages` entry: a bare version pins it exactly."""
+    version = (version or "").strip()
+    if not version:
+        return name
+    if _VERSION.match(version):
+        return "%s==%s" % (name, version)
+    return name + version.replace(" ", "")
+
+
 class DecoratorSpec:
     """A step decorator's name, its keyword arguments with their defaults, and its checks."""
 
@@ -141,5 +245,28 @@ STEP_DECORATORS = {
             _check_resources,
         ),
         DecoratorSpec("environment", {"vars": {}}, _check_environment),
+        DecoratorSpec(
+            "batch",
+            {
+                "cpu": 1, "gpu": 0, "memory": 4096, "image": None, "queue": None, "iam_role": None,
+                "execution_role": None, "shared_memory": None, "max_swap": None, "swappiness": None,
+                "use_tmpfs": False, "tmpfs_size": None, "tags": None,
+            },
+            _check_batch,
+        ),
+        DecoratorSpec(
+            "slurm",
+            {
+                "partition": None, "cpus": 1, "memory": 4096, "gpus": None, "time": None, "account": None,
+                "qos": None, "constraint": None, "extra": None,
+            },
+            _check_slurm,
+        ),
+        DecoratorSpec("pypi", {"packages": {}, "python": None, "disabled": False}, _check_pypi),
     )
+}
+
+# Decorators of the flow class itself (written above `class MyFlow(FlowSpec):`).
+FLOW_DECORATORS = {
+    spec.name: spec for spec in (DecoratorSpec("pypi_base", {"packages": {}, "python": None}, _check_pypi),)
 }

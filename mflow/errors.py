@@ -15,6 +15,7 @@ class ExitCode(IntEnum):
     BAD_INPUT = 3  # an input file is missing, unreadable, not Python, or holds no usable flow
     NOT_FOUND = 4  # a key, pathspec, run or flow that the store does not hold
     STORE = 5  # the store cannot be read or written: unreachable, denied, full, corrupt
+    EXECUTOR = 6  # a compute engine (AWS Batch, Slurm) cannot be reached, refuses, or is misconfigured
     TASK_FAILED = 10  # mflow-task: the step failed; another attempt may succeed
     TASK_FAILED_FINAL = 11  # mflow-task: failed in a way no retry can fix (bad graph, bad input)
     INTERNAL = 70  # a bug in mflow itself (EX_SOFTWARE); rerun with --traceback and report it
@@ -219,3 +220,34 @@ class S3ValueError(MflowError, TypeError):
     """A value given to S3.put is neither bytes, text nor a readable, seekable binary file."""
 
     exit_code = ExitCode.USAGE
+
+
+class ExecutorError(MflowError):
+    """A compute engine (AWS Batch, Slurm) cannot be used: unreachable, credentials missing,
+    a queue, image or partition that does not exist, a store the engine's workers cannot reach."""
+
+    exit_code = ExitCode.EXECUTOR
+
+    def __init__(self, message, hint=None, executor=None):
+        super().__init__(message, hint)
+        self.executor = executor
+
+
+class EnvironmentSpecError(MflowError):
+    """A step's @pypi / @pypi_base cannot be met: a package or version that does not exist,
+    packages that conflict, a python= version this machine does not have. Raised before any
+    task runs; `steps` and `package` say where."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+    def __init__(self, message, hint=None, steps=(), package=None):
+        self.steps = tuple(steps)
+        self.package = package
+        super().__init__(message, hint)
+
+
+class EnvironmentBuildError(MflowError):
+    """A step's environment could not be built although its spec is sound: the package index
+    or the store unreachable, a wheel that fails its hash, pip or uv failing."""
+
+    exit_code = ExitCode.FAILED

@@ -18,6 +18,7 @@ RESERVED_PARAMETER_NAMES = frozenset(
     [
         "help", "tag", "with", "store", "flow", "run-id", "run-id-file", "max-workers", "max-num-splits",
         "quiet", "verbose", "traceback", "log-format", "namespace", "params", "origin-run-id",
+        "environment",
     ]
 )
 

@@ -20,6 +20,8 @@ SUBCOMMANDS = {
     "dump": "mflow.cli.inspect:dump",
     "tag": "mflow.cli.inspect:tag",
     "runs": "mflow.cli.inspect:runs",
+    "batch": "mflow.cli.batch:batch",
+    "env": "mflow.cli.env:env",
 }
 
 # Subcommands whose first argument is FLOW.py: `python flow.py NAME ...` maps onto them.

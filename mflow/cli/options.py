@@ -74,3 +74,16 @@ def store_option(func):
 def json_option(func):
     """--json: JSON Lines even on a terminal."""
     return click.option("--json", "as_json", is_flag=True, help="Print JSON Lines even on a terminal.")(func)
+
+
+def environment_option(func):
+    """--environment pypi|local: whether steps with @pypi/@pypi_base run in their environments."""
+    return click.option(
+        "--environment",
+        type=click.Choice(["pypi", "local"]),
+        default="pypi",
+        show_default=True,
+        envvar="MFLOW_ENVIRONMENT",
+        help="pypi: run steps with @pypi/@pypi_base in their locked environments (built when missing); "
+        "local: ignore those decorators and use this interpreter (also MFLOW_ENVIRONMENT).",
+    )(func)

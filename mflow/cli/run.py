@@ -9,7 +9,7 @@ import time
 
 import click
 
-from .options import common_options, flow_name_option, store_option
+from .options import common_options, environment_option, flow_name_option, store_option
 from .output import open_store
 
 def parameter_env_name(name):
@@ -159,6 +159,7 @@ def run_options(func):
                 type=click.Path(dir_okay=False, writable=True),
                 help="Write the run id to this file before the first task starts.",
             ),
+            environment_option,
             click.option(
                 "--log-format",
                 type=click.Choice(["text", "json"]),
@@ -179,7 +180,7 @@ def run_options(func):
 @run_options
 @click.pass_context
 def run(ctx, flow_file, flow_name, max_workers, max_num_splits, tags, with_specs, run_id_file, log_format, store_url,
-        **params):
+        environment, **params):
     """Run FLOW.py: check its graph, then run every task as its own process.
 
     Each Parameter of the flow is an option (`--NAME VALUE`, booleans as `--NAME/--no-NAME`),
@@ -210,7 +211,7 @@ def run(ctx, flow_file, flow_name, max_workers, max_num_splits, tags, with_specs
 @run_options
 @click.pass_obj
 def resume(console, flow_file, step, origin_run_id, new_run_id, dry_run, flow_name, max_workers, max_num_splits, tags,
-           with_specs, run_id_file, log_format, store_url):
+           with_specs, run_id_file, log_format, store_url, environment):
     """Resume a run: a new run that clones what the origin run finished and runs the rest.
 
     Successful tasks are cloned by reference (no data is copied): by default every task
@@ -259,6 +260,7 @@ def execute(console, graph, flow_class, flow_file, values, given, store=None, pl
         with_decorators=parse_with(given["with_specs"]),
         timeout_grace=float(console.environ.get("MFLOW_TIMEOUT_GRACE") or TIMEOUT_GRACE_SECONDS),
         resume=plan,
+        environment=given["environment"],
     )
     store = store or open_store(console, given["store_url"])
     events = ConsoleEvents(console, given["log_format"])
@@ -346,7 +348,9 @@ class ConsoleEvents:
 @click.option("--stdout", "streams", flag_value="stdout", help="Only the standard output.")
 @click.option("--stderr", "streams", flag_value="stderr", help="Only the standard error.")
 @click.option("--attempt", type=click.IntRange(min=0), help="This attempt instead of the latest.")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing the logs of new tasks until the run ends.")
+@click.option(
+    "-f", "--follow", is_flag=True, help="Keep printing output as tasks (remote ones too) write it, until the run ends."
+)
 @store_option
 @common_options
 @click.pass_obj
@@ -371,18 +375,56 @@ def logs(console, pathspecs, streams, attempt, follow, store_url):
     meta = MetaStore(store)
     wanted = [streams] if streams else ["stdout", "stderr"]
     items = list(console.stdin_lines()) if list(pathspecs) == ["-"] else list(pathspecs)
-    shown = set()
     for text in items:
         pathspec = Pathspec.parse(text, 2, 4)
-        while True:
+        if not follow:
             for task in _tasks_of(meta, pathspec):
-                if task in shown:
-                    continue
-                shown.add(task)
                 _print_task_logs(console, store, Pathspec.parse(task, 4, 4), wanted, attempt, multiple=pathspec.depth < 4)
-            if not follow or meta.run(pathspec.flow, pathspec.run_id).status != "running":
-                break
-            time.sleep(0.5)
+            continue
+        _follow(console, store, meta, pathspec, wanted, attempt)
+
+
+def _follow(console, store, meta, pathspec, wanted, attempt):
+    """Print the output of the pathspec's tasks as it reaches the store (remote tasks copy
+    theirs while they run), each byte once, until the run ends and every task is printed."""
+    from mflow.errors import NotFoundError
+    from mflow.store.pathspec import Pathspec
+
+    printed = {}  # (task, attempt, stream) -> bytes printed
+    finished = set()  # tasks whose chosen attempt ended and was printed to the end
+    last_header = None
+    while True:
+        running = meta.run(pathspec.flow, pathspec.run_id).status == "running"
+        for task in _tasks_of(meta, pathspec):
+            if task in finished:
+                continue
+            spec = Pathspec.parse(task, 4, 4)
+            attempts = store.attempts(spec)
+            if not attempts and attempt is None:
+                continue
+            chosen = attempt if attempt is not None else attempts[-1]
+            ended = meta.attempt_end(spec, chosen) is not None
+            for stream in wanted:
+                try:
+                    data = store.load_log(spec, chosen, stream)
+                except NotFoundError:
+                    continue
+                key = (task, chosen, stream)
+                fresh = data[printed.get(key, 0):]
+                if not ended:
+                    fresh = fresh[: fresh.rfind(b"\n") + 1]  # whole lines while it runs
+                if not fresh:
+                    continue
+                printed[key] = printed.get(key, 0) + len(fresh)
+                if pathspec.depth < 4 and last_header != key:
+                    console.err("--- %s (attempt %d) %s ---" % (task, chosen, stream))
+                    last_header = key
+                console.out_bytes(fresh if fresh.endswith(b"\n") or not ended else fresh + b"\n")
+            if ended:
+                finished.add(task)
+        if not running:
+            break
+        time.sleep(0.5)
 
 
 def _tasks_of(meta, pathspec):

@@ -7,11 +7,19 @@ the step prints goes to the store's logs and, live, to stderr.
 import click
 
 from .boundary import entry_point
-from .options import common_options, flow_name_option, store_option
+from .options import common_options, environment_option, flow_name_option, store_option
 from .output import open_store
 
 
-@click.command(name="mflow-task", context_settings={"help_option_names": ["-h", "--help"]})
+class TaskCommand(click.Command):
+    """mflow-task keeps its own arguments: switching to a step's environment re-runs them."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta["mflow.task.argv"] = list(args)
+        return super().parse_args(ctx, args)
+
+
+@click.command(name="mflow-task", cls=TaskCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("flow_file", metavar="FLOW.py", type=click.Path(dir_okay=False))
 @click.argument("step")
 @click.option("--run-id", required=True, help="The run the task belongs to.")
@@ -38,12 +46,31 @@ from .output import open_store
     is_flag=True,
     help="Run the step's @catch stand-in: store the previous attempt's failure and go on.",
 )
+@click.option(
+    "--package",
+    is_flag=True,
+    help="Take FLOW.py from the run's code package in the store (needs --flow), as a remote worker does.",
+)
+@click.option(
+    "--live-logs",
+    type=click.FloatRange(min=0.1),
+    metavar="SECONDS",
+    help="Copy the step's output to the store every SECONDS while it runs (for `mflow logs -f`).",
+)
+@click.option(
+    "--log-files",
+    nargs=2,
+    type=click.Path(dir_okay=False),
+    metavar="STDOUT STDERR",
+    help="Write the step's output to these two files instead of echoing it to stderr.",
+)
+@environment_option
 @flow_name_option
 @store_option
 @common_options
 @click.pass_obj
-def cli(console, flow_file, step, run_id, task_id, inputs, split_index, attempt, tags, with_specs, fallback, flow_name,
-        store_url):
+def cli(console, flow_file, step, run_id, task_id, inputs, split_index, attempt, tags, with_specs, fallback, package,
+        live_logs, log_files, flow_name, store_url, environment):
     """Run one attempt of task STEP of run --run-id, as `mflow run` does for every task.
 
     The step's inputs load lazily from the store; what it sets on self is saved as the
@@ -58,6 +85,8 @@ def cli(console, flow_file, step, run_id, task_id, inputs, split_index, attempt,
       mflow-task flow.py train --run-id 1700000000000 --task-id 7 --input start/1 --split-index 3
 
       mflow-task flow.py join --run-id R --task-id 9 --input a/2 --input b/3 | jq .status
+
+      mflow-task --package --flow HelloFlow --store s3://bkt/mflow flow.py hello --run-id R --task-id 2 --input start/1
     """
     import os
     import tempfile
@@ -73,33 +102,40 @@ def cli(console, flow_file, step, run_id, task_id, inputs, split_index, attempt,
     from mflow.task.loader import load_flow_class
     from mflow.task.runner import TaskAttempt
 
-    graph = load_graph(flow_file, flow_name=flow_name)
-    check_graph(graph)
-    if step not in graph.steps:
-        raise FlowFileError(
-            "flow %s has no step %s" % (graph.name, step), "Steps: %s" % ", ".join(graph.steps), path=flow_file
-        )
-    refs = [_input_ref(graph.name, run_id, text) for text in inputs]
-    if step == "start" and not refs:
-        refs = ["%s/%s" % (PARAMETERS_STEP, PARAMETERS_TASK_ID)]
-    if not refs:
-        raise PathspecError("step %s needs --input: the task(s) it reads" % step, "Give --input step/task_id")
-    flow_class = load_flow_class(flow_file, graph.name)
-    store = open_store(console, store_url)
-    # The step's own readers (the client API, S3(run=self)) find the run's store here.
-    os.environ["MFLOW_STORE"] = store.url
-    meta = MetaStore(store)
-    decorators = task_decorators(flow_class, graph, step, parse_with(with_specs))
-    failure = _previous_failure(meta, graph.name, run_id, step, task_id, attempt) if fallback else None
     workdir = tempfile.mkdtemp(prefix="mflow-task-")
-    paths = (os.path.join(workdir, "stdout"), os.path.join(workdir, "stderr"))
     try:
-        capture = LogCapture(paths[0], paths[1], echo=True)
+        store = None
+        if package:
+            store = open_store(console, store_url)
+            flow_file = _unpack_code(store, flow_name, run_id, flow_file, os.path.join(workdir, "code"))
+        graph = load_graph(flow_file, flow_name=flow_name)
+        check_graph(graph)
+        if step not in graph.steps:
+            raise FlowFileError(
+                "flow %s has no step %s" % (graph.name, step), "Steps: %s" % ", ".join(graph.steps), path=flow_file
+            )
+        refs = [_input_ref(graph.name, run_id, text) for text in inputs]
+        if step == "start" and not refs:
+            refs = ["%s/%s" % (PARAMETERS_STEP, PARAMETERS_TASK_ID)]
+        if not refs:
+            raise PathspecError("step %s needs --input: the task(s) it reads" % step, "Give --input step/task_id")
+        store = store or open_store(console, store_url)
+        switched = _switch_environment(console, store, graph, step, run_id, environment, with_specs, workdir)
+        if switched is not None:
+            return switched
+        flow_class = load_flow_class(flow_file, graph.name)
+        # The step's own readers (the client API, S3(run=self)) find the run's store here.
+        os.environ["MFLOW_STORE"] = store.url
+        meta = MetaStore(store)
+        decorators = task_decorators(flow_class, graph, step, parse_with(with_specs))
+        failure = _previous_failure(meta, graph.name, run_id, step, task_id, attempt) if fallback else None
+        paths = tuple(log_files) if log_files else (os.path.join(workdir, "stdout"), os.path.join(workdir, "stderr"))
+        capture = LogCapture(paths[0], paths[1], echo=not log_files)
         with capture:
             task = TaskAttempt(
                 store, meta, graph, flow_class, run_id, step, task_id, refs,
                 split_index=split_index, attempt=attempt, log_paths=paths, tags=tags,
-                decorators=decorators, fallback=failure,
+                decorators=decorators, fallback=failure, live_logs=live_logs,
             )
             result = task.run()
         console.out(orjson.dumps(result.to_json()).decode("utf-8"))
@@ -108,6 +144,57 @@ def cli(console, flow_file, step, run_id, task_id, inputs, split_index, attempt,
 
         shutil.rmtree(workdir, ignore_errors=True)
     return ExitCode(result.exit_code)
+
+
+def _switch_environment(console, store, graph, step, run_id, environment, with_specs, workdir):
+    """Run this same mflow-task in the step's environment (mflow.env.task_python): exec its
+    interpreter when this process is mflow-task's own, else run it as a child. None when the
+    step runs here."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from mflow.env import task_python
+    from mflow.env.cache import ACTIVE_VARIABLE
+
+    found = task_python(store, graph, step, run_id, environment, with_specs, console.environ)
+    if found is None:
+        return None
+    python, env_id = found
+    command = [python, "-m", "mflow.cli.task"] + click.get_current_context().meta["mflow.task.argv"]
+    environ = dict(console.environ)
+    environ[ACTIVE_VARIABLE] = env_id
+    if _PROCESS.get("own"):
+        shutil.rmtree(workdir, ignore_errors=True)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os.execve(python, command, environ)
+    child = subprocess.run(command, env=environ, capture_output=True, text=True)
+    console.write(child.stdout)
+    console.stderr.write(child.stderr)
+    return child.returncode
+
+
+def _unpack_code(store, flow_name, run_id, flow_file, destination):
+    """Unpack run `run_id`'s code package into `destination`; the path of FLOW.py in it."""
+    import os
+
+    from mflow.errors import FlowFileError, ParameterError
+
+    if not flow_name:
+        raise ParameterError("--package needs --flow: the flow's name finds its code package", "Add --flow NAME")
+    from mflow.store.code import extract_code_package
+
+    names = extract_code_package(store.load_code_package(flow_name, run_id), destination)
+    if os.path.normpath(flow_file) not in names:
+        raise FlowFileError(
+            "the code package of run %s/%s holds no %s" % (flow_name, run_id, flow_file),
+            "Give FLOW.py as a path inside the package (the flow file's name)",
+            path=flow_file,
+        )
+    os.chdir(destination)  # the step finds the files packaged beside the flow, as locally
+    return os.path.join(destination, flow_file)
 
 
 def _previous_failure(meta, flow, run_id, step, task_id, attempt):
@@ -142,4 +229,16 @@ def _input_ref(flow, run_id, text):
     return "%s/%s" % (pathspec.step, pathspec.task_id)
 
 
-main = entry_point(cli)
+_PROCESS = {}
+_entry_point = entry_point(cli)
+
+
+def main(argv=None, console=None):
+    """bin/mflow-task and `python -m mflow.cli.task`: the process is the task's own, so a
+    step's environment is entered by exec."""
+    _PROCESS["own"] = True
+    _entry_point(argv, console)
+
+
+if __name__ == "__main__":
+    main()

@@ -45,16 +45,7 @@ class StepDecorator:
     name = None
 
     def __init__(self, attributes=None, step_name=None):
-        spec = STEP_DECORATORS[self.name]
-        given = dict(attributes or {})
-        problems = spec.problems(given)
-        if problems:
-            # decospec's messages already say what a valid argument looks like.
-            raise FlowDefinitionError("@%s on step %r: %s" % (self.name, step_name, "; ".join(problems)))
-        merged = _fresh_copy(spec.defaults)
-        merged.update(given)
-        self.given = given
-        self.attributes = merged
+        self.given, self.attributes = _checked(STEP_DECORATORS[self.name], attributes, "step %r" % step_name)
         self.step_name = step_name
 
     def __repr__(self):
@@ -129,6 +120,18 @@ def pending_decorator_problem(name, f):
     )
 
 
+def _checked(spec, attributes, where):
+    """(given, merged over the defaults) of a decorator's arguments, or the error naming them."""
+    given = dict(attributes or {})
+    problems = spec.problems(given)
+    if problems:
+        # decospec's messages already say what a valid argument looks like.
+        raise FlowDefinitionError("@%s on %s: %s" % (spec.name, where, "; ".join(problems)))
+    merged = _fresh_copy(spec.defaults)
+    merged.update(given)
+    return given, merged
+
+
 def _fresh_copy(defaults):
     # Defaults such as environment's vars={} must not be shared between steps.
     return {key: (dict(value) if isinstance(value, dict) else value) for key, value in defaults.items()}
@@ -146,6 +149,10 @@ _DOCS = {
     "timeout": "Fail a task that runs longer than seconds + minutes + hours: @timeout(minutes=10).",
     "resources": "Declare what a task needs (cpu, gpu, memory and disk in MB, shared_memory) for the compute layer.",
     "environment": "Set environment variables for a step's task: @environment(vars={'NAME': 'value'}).",
+    "batch": "Run the step's tasks on AWS Batch: @batch(cpu=4, memory=16000, queue='q', image='repo/img:tag').",
+    "slurm": "Run the step's tasks as Slurm jobs: @slurm(partition='short', cpus=4, memory=16000, time=60).",
+    "pypi": "Run the step in a virtual environment holding exactly these PyPI packages (plus mflow): "
+    "@pypi(packages={'six': '1.16.0'}, python='3.11').",
 }
 
 retry = make_step_decorator("retry")
@@ -153,3 +160,71 @@ catch = make_step_decorator("catch")
 timeout = make_step_decorator("timeout")
 resources = make_step_decorator("resources")
 environment = make_step_decorator("environment")
+batch = make_step_decorator("batch")
+slurm = make_step_decorator("slurm")
+pypi = make_step_decorator("pypi")
+
+
+# --- decorators of the flow class -------------------------------------------------------------
+
+
+class FlowDecorator:
+    """One decorator on a flow class (@pypi_base): its name and arguments over the defaults."""
+
+    name = None
+
+    def __init__(self, attributes=None, flow_name=None):
+        from mflow.decospec import FLOW_DECORATORS
+
+        self.given, self.attributes = _checked(FLOW_DECORATORS[self.name], attributes, "flow %s" % flow_name)
+
+    def __repr__(self):
+        args = ", ".join("%s=%r" % item for item in sorted(self.given.items()))
+        return "@%s(%s)" % (self.name, args)
+
+
+def flow_decorators(flow_class):
+    """{name: FlowDecorator} of a flow class, its bases' included (the class's own win)."""
+    return dict(getattr(flow_class, "_flow_decorators", None) or {})
+
+
+def make_flow_decorator(name):
+    """The user-facing @NAME(...) for a decorator of decospec.FLOW_DECORATORS, put above
+    `class MyFlow(FlowSpec):`."""
+    class_name = "".join(part.title() for part in name.split("_")) + "FlowDecorator"
+    decorator_class = type(class_name, (FlowDecorator,), {"name": name, "__module__": __name__})
+
+    def apply(cls, kwargs):
+        if not isinstance(cls, type) or not hasattr(cls, "_get_steps"):
+            raise FlowDefinitionError(
+                "@%s is applied to %s, not to a flow class" % (name, _describe(cls)),
+                "Put @%s above `class MyFlow(FlowSpec):`" % name,
+            )
+        found = flow_decorators(cls)
+        if name in cls.__dict__.get("_flow_decorators", {}):
+            raise FlowDefinitionError("@%s is applied twice to flow %s" % (name, cls.__name__), "Keep one @%s" % name)
+        found[name] = decorator_class(kwargs, flow_name=cls.__name__)
+        cls._flow_decorators = found
+        return cls
+
+    def decorator(*args, **kwargs):
+        if len(args) == 1 and not kwargs and isinstance(args[0], type):
+            return apply(args[0], {})
+        if args:
+            raise FlowDefinitionError(
+                "@%s takes keyword arguments only, not %s" % (name, ", ".join(map(repr, args))),
+                "Write e.g. @%s(packages={'six': '1.16.0'})" % name,
+            )
+        return lambda cls: apply(cls, kwargs)
+
+    decorator.__name__ = decorator.__qualname__ = name
+    decorator.__doc__ = _FLOW_DOCS.get(name)
+    return decorator
+
+
+_FLOW_DOCS = {
+    "pypi_base": "Run every step in a virtual environment holding these PyPI packages: "
+    "@pypi_base(packages={'pandas': '2.2.2'}, python='3.11'); a step's @pypi values win.",
+}
+
+pypi_base = make_flow_decorator("pypi_base")

@@ -3,7 +3,7 @@
 Each rule adds Problems (line + message) instead of stopping, so one run reports them all.
 """
 
-from mflow.decospec import STEP_DECORATORS
+from mflow.decospec import FLOW_DECORATORS, STEP_DECORATORS
 from mflow.naming import PARAMETER_NAME, RESERVED_STEP_NAMES, STEP_NAME, is_reserved_parameter, parameter_key
 
 from .model import Problem
@@ -91,21 +91,45 @@ def _default_problem(param):
 
 
 def _check_decorators(graph):
+    _check_flow_decorators(graph)
     for node in graph:
         seen = set()
         for deco in node.decorators:
+            if deco.name in FLOW_DECORATORS:
+                _add(graph, deco.line, "@%s on step %s belongs on the flow class; on a step use @%s"
+                     % (deco.name, node.name, deco.name.replace("_base", "")))
+                continue
             spec = STEP_DECORATORS.get(deco.name)
             if deco.name in seen and not (spec and spec.allow_multiple):
                 _add(graph, deco.line, "@%s is applied twice to step %s; keep one" % (deco.name, node.name))
             seen.add(deco.name)
-            if spec is None:
-                continue  # the user's own decorator: nothing to judge
-            if deco.positional:
-                _add(graph, deco.line, "@%s on step %s takes keyword arguments only" % (deco.name, node.name))
-                continue
-            literal = [k for k in deco.args if k not in deco.nonliteral]
-            for problem in spec.problems(deco.args, literal_only=literal):
-                _add(graph, deco.line, "@%s on step %s: %s" % (deco.name, node.name, problem))
+            if spec is not None:  # else the user's own decorator: nothing to judge
+                _check_arguments_of(graph, deco, spec, "step %s" % node.name)
+
+
+def _check_arguments_of(graph, deco, spec, where):
+    if deco.positional:
+        _add(graph, deco.line, "@%s on %s takes keyword arguments only" % (deco.name, where))
+        return
+    literal = [k for k in deco.args if k not in deco.nonliteral]
+    for problem in spec.problems(deco.args, literal_only=literal):
+        _add(graph, deco.line, "@%s on %s: %s" % (deco.name, where, problem))
+
+
+def _check_flow_decorators(graph):
+    seen = set()
+    for deco in graph.decorators:
+        if deco.name in STEP_DECORATORS and deco.name not in FLOW_DECORATORS:
+            _add(graph, deco.line, "@%s is a step decorator; put it above a step's @step, not on flow %s"
+                 % (deco.name, graph.name))
+            continue
+        spec = FLOW_DECORATORS.get(deco.name)
+        if spec is None:
+            continue  # the user's own class decorator
+        if deco.name in seen:
+            _add(graph, deco.line, "@%s is applied twice to flow %s; keep one" % (deco.name, graph.name))
+        seen.add(deco.name)
+        _check_arguments_of(graph, deco, spec, "flow %s" % graph.name)
 
 
 def _check_arguments(graph):

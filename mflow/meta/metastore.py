@@ -464,12 +464,14 @@ class MetaStore:
         origin_pathspec=None,
         resources=None,
         fallback=False,
+        environment=None,
     ):
         """Record that attempt `attempt` (0, 1, ...) of a task started in process `pid`.
 
         Given any of foreach_stack, parent_tasks or origin_pathspec (see task_record), the
         record carries the task's record too, so a task costs two writes per attempt: this
-        one and end_attempt's. AlreadyExistsError if that attempt was started before.
+        one and end_attempt's. `environment` is the interpreter's record (mflow.env.inventory).
+        AlreadyExistsError if that attempt was started before.
         """
         spec = _task_spec(task_pathspec)
         task = None
@@ -490,6 +492,7 @@ class MetaStore:
             task=task,
             resources=_jsonable(dict(resources)) if resources else None,
             fallback=bool(fallback),
+            environment=environment,
         )
         prefix = paths.task_prefix(*spec.parts)
         if not self._write(paths.attempt_start_path(prefix, record.attempt), record.to_json(), exclusive=True):
@@ -862,6 +865,12 @@ class MetaStore:
             )
         contents = dict(self.backend.get_many([path for _kind, path in found]))
         return self._task_info(spec.flow, spec.run_id, spec.step, spec.task_id, found, contents, run_state, now)
+
+    def attempt_end(self, task_pathspec, attempt):
+        """The AttemptEndRecord of one attempt, or None while it has none: one read."""
+        spec = _task_spec(task_pathspec)
+        data = self._read(paths.attempt_end_path(paths.task_prefix(*spec.parts), int(attempt)))
+        return AttemptEndRecord.from_json(data) if data is not None else None
 
     def attempts(self, task_pathspec):
         """AttemptInfo of each attempt of a task, in attempt order."""

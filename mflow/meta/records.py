@@ -201,6 +201,8 @@ class AttemptStartRecord(NamedTuple):
     task: Optional[TaskRecord] = None
     resources: Optional[dict] = None  # what @resources (merged) asked for
     fallback: bool = False  # the @catch attempt that stands in for failed ones
+    # {"key": blob of the interpreter's distributions, "python", "env_id"} (see mflow.env.inventory)
+    environment: Optional[dict] = None
 
     def to_json(self):
         data = {"schema": SCHEMA, "type": "attempt-start"}

@@ -2,11 +2,14 @@
 
 Every task is its own process: a child forked from the driver (which has imported the
 flow once, so a task costs no interpreter start-up) running exactly what `mflow-task` runs.
+A step in a @pypi environment runs `mflow-task` as a new process (it switches interpreter);
+a step on @batch or @slurm runs `mflow-task` as a job of that engine (see remote.py).
 """
 
 import gc
 import os
 import signal
+import sys
 import time
 from typing import NamedTuple, Optional
 
@@ -91,6 +94,7 @@ class RunOptions(NamedTuple):
     with_decorators: dict = {}  # --with: {name: arguments}, for steps that lack the decorator
     timeout_grace: float = TIMEOUT_GRACE_SECONDS
     resume: object = None  # a ResumePlan: clone what it allows, run the rest
+    environment: str = "pypi"  # --environment: "pypi" builds @pypi steps' environments, "local" ignores them
 
 
 class _Running(NamedTuple):
@@ -139,6 +143,9 @@ class RunDriver:
         self._decorators = {}  # step -> {name: attributes}
         self._cloner = None  # resume only
         self._log_dir = None
+        self._remote = None  # RemoteTasks: the steps that run as jobs of a compute engine
+        self._environments = None  # the EnvPlan of @pypi steps, or None
+        self._timed_out_jobs = set()  # job ids cancelled for running past their timeout
 
     # --- the run ----------------------------------------------------------------------------
 
@@ -149,9 +156,24 @@ class RunDriver:
 
         from .resume import Cloner, graph_summary
 
+        from mflow.task.decorators import with_texts
+
+        from .remote import RemoteTasks
+
         started = time.time()
         plan = self.options.resume
+        # Everything that can refuse the run does so before it exists: the engines its
+        # steps run on and the environments they need.
+        self._remote = RemoteTasks(
+            self.store, self.flow, self.flow_file, self.decorators, list(self.graph.steps),
+            with_specs=with_texts(self.options.with_decorators),
+        )
+        if self._remote.used:
+            self._remote.check()
+        self._environments = self._resolve_environments(plan)
         self.run_id = self.meta.allocate_run_id(self.flow, self.options.run_id)
+        if self._environments is not None:
+            self._environments.record(self.flow, self.run_id)
         if self.options.run_id_file:
             _write_atomically(self.options.run_id_file, self.run_id)
         code = self.store.save_code_package(self.flow, self.run_id, os.path.dirname(self.flow_file))
@@ -187,10 +209,11 @@ class RunDriver:
             self._stop_all("interrupted")
         finally:
             _restore_signal_handlers(previous)
-            if self._running:  # an error of mflow's own: leave nothing running
+            if self._running or self._remote.active:  # an error of mflow's own: leave nothing running
                 self._stop_all("failed")
             self.meta.end_run(self.flow, self.run_id, status, first_failure=self._first_failure)
             _remove_tree(self._log_dir)
+            self._remote.close()
         summary = RunSummary(
             self.flow, self.run_id, status, self._done, self._failed[0] if self._failed else None, time.time() - started
         )
@@ -201,6 +224,17 @@ class RunDriver:
                 % (os.path.basename(self.flow_file), self.run_id),
             )
         return summary
+
+    def _resolve_environments(self, plan):
+        """The EnvPlan of the run's @pypi steps (built or found in the cache), or None."""
+        from mflow.env import resolve_run
+
+        origin = (self.flow, plan.origin_run_id) if plan is not None else None
+        environments = resolve_run(
+            self.store, self.flow_class, self.graph, self.flow_file, self.options.with_decorators,
+            self.options.environment, origin=origin,
+        )
+        return environments if environments is not None and environments.steps else None
 
     def _save_parameters(self):
         from mflow.store.pathspec import Pathspec
@@ -223,26 +257,30 @@ class RunDriver:
 
     def _loop(self):
         last_beat = 0.0
-        while self._queue or self._running or self._retries:
+        while self._queue or self._running or self._retries or self._remote.active:
             now = time.time()
             if self._retries and not self._failed:
                 due = [r for r in self._retries if r.ready_at <= now]
                 self._retries = [r for r in self._retries if r.ready_at > now]
                 for retry in due:
                     self._queue.insert(0, retry)
-            while self._queue and len(self._running) < self.options.max_workers and not self._failed:
+            while self._queue and self._busy() < self.options.max_workers and not self._failed:
                 item = self._queue.pop(0)
                 if isinstance(item, _Retry):
                     self._launch(item.spec, item.attempt, item.fallback)
                 elif not self._clone(item):
                     self._launch(item)
-            if self._failed and not self._running:
+            if self._failed and not self._running and not self._remote.active:
                 break
             timeout = 0.05 if self.options.stream_logs else 0.5
+            if self._remote.active and not self._running:
+                timeout = 0.2  # jobs are polled, not waited for
             if self._retries and not self._queue:
                 timeout = max(0.0, min(timeout, min(r.ready_at for r in self._retries) - time.time()))
             self._wait(timeout)
             self._reap()
+            if self._remote.active:
+                self._poll_remote()
             self._enforce_timeouts()
             if self.options.stream_logs:
                 self._pass_on_logs()
@@ -257,13 +295,16 @@ class RunDriver:
                         self.meta.heartbeat_attempt(task.pathspec, task.attempt)
                 last_beat = now
             self.events.progress(self.counts())
-            if self._failed and self._running:
+            if self._failed and (self._running or self._remote.active):
                 self._stop_all("failed")
+
+    def _busy(self):
+        return len(self._running) + len(self._remote.active)
 
     def counts(self):
         return {
             "done": self._done,
-            "running": len(self._running),
+            "running": self._busy(),
             "queued": len(self._queue),
             "failed": len(self._failed),
         }
@@ -275,8 +316,26 @@ class RunDriver:
         from mflow.store.pathspec import Pathspec
 
         pathspec = str(Pathspec.task(self.flow, self.run_id, spec.step, spec.task_id))
+        timeout = self.decorators(spec.step).get("timeout")
+        timeout = timeout_seconds(timeout) if timeout and fallback is None else None
+        if self._remote.remote(spec.step):
+            from mflow.flow.current import resolve_username
+
+            # The engine ends the job a grace period after the step's own alarm, which
+            # records the timeout as the step's failure first.
+            limit = timeout + self.options.timeout_grace if timeout else None
+            self._remote.submit(self.run_id, spec, attempt, pathspec, fallback, self.options.user_tags, limit,
+                                resolve_username())
+            self.events.task_started(pathspec, attempt)
+            return
         base = os.path.join(self._log_dir, "%s.%s.%d" % (spec.step, spec.task_id, attempt))
         paths = (base + ".out", base + ".err", base + ".result")
+        if self._environments is not None and spec.step in self._environments.steps:
+            pid = self._spawn(spec, attempt, paths, fallback)
+            self._running[pid] = _Running(pid, spec, attempt, pathspec, paths[0], paths[1], paths[2], time.time(),
+                                          timeout)
+            self.events.task_started(pathspec, attempt)
+            return
         flush_python_streams()
         # Objects that exist now are the driver's: keep the child's garbage collector off
         # them, or its first collection touches (and so copies) every page it inherited.
@@ -285,12 +344,39 @@ class RunDriver:
         pid = os.fork()
         if pid == 0:  # the task's process
             self._child(spec, attempt, paths, fallback, driver_pid)
-        timeout = self.decorators(spec.step).get("timeout")
-        self._running[pid] = _Running(
-            pid, spec, attempt, pathspec, paths[0], paths[1], paths[2], time.time(),
-            timeout_seconds(timeout) if timeout and fallback is None else None,
-        )
+        self._running[pid] = _Running(pid, spec, attempt, pathspec, paths[0], paths[1], paths[2], time.time(), timeout)
         self.events.task_started(pathspec, attempt)
+
+    def _spawn(self, spec, attempt, paths, fallback):
+        """Start `mflow-task` for the attempt as a new process (a @pypi step: mflow-task moves
+        into the step's environment); its result line goes to the result file, what the step
+        prints to the two log files, and mflow-task's own errors to a third."""
+        from mflow.task.decorators import with_texts
+
+        arguments = [sys.executable, "-m", "mflow.cli.task", self.flow_file, spec.step, "--flow", self.flow,
+                     "--run-id", self.run_id, "--task-id", str(spec.task_id), "--attempt", str(attempt),
+                     "--store", self.store.url, "--log-files", paths[0], paths[1]]
+        for ref in spec.inputs:
+            arguments += ["--input", ref]
+        if spec.split_index is not None:
+            arguments += ["--split-index", str(spec.split_index)]
+        for tag in self.options.user_tags:
+            arguments += ["--tag", tag]
+        for text in with_texts(self.options.with_decorators):
+            arguments += ["--with", text]
+        if fallback is not None:
+            arguments.append("--fallback")
+        environ = dict(os.environ)
+        environ.update(self.store.environ)
+        environ["MFLOW_STORE"] = self.store.url
+        create = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, paths[2], create, 0o644),
+            (os.POSIX_SPAWN_OPEN, 2, paths[2] + ".errors", create, 0o644),
+        ]
+        flush_python_streams()
+        return os.posix_spawn(sys.executable, arguments, environ, file_actions=actions, setpgroup=0)
 
     def _child(self, spec, attempt, paths, fallback, driver_pid):
         code = ExitCode.INTERNAL
@@ -366,12 +452,58 @@ class RunDriver:
                 kind = "TaskKilled" if os.WIFSIGNALED(status) else "TaskExited"
                 if not os.WIFSIGNALED(status):
                     reason += " without a result"
+                said = _last_line(task.result_path + ".errors")
+                if said:
+                    reason += ": " + said
             self._timed_out.discard(task.pid)
             result = TaskResult(
                 task.pathspec, task.attempt, "failed", exit_code=exit_code_of(status), error=reason,
                 exception={"type": kind, "message": reason, "traceback": ""},
             )
             self._record_lost_attempt(task, result, os.WTERMSIG(status) if os.WIFSIGNALED(status) else None)
+        self._handle_result(task, result)
+
+    def _poll_remote(self):
+        from .remote import lost_reason
+
+        for remote, result, state in self._remote.poll(self.meta):
+            if self.options.stream_logs:
+                for pathspec, stream, line in self._remote.new_log_lines(final_for=remote):
+                    self.events.log_line(pathspec, stream, line)
+            if result is None:
+                result = self._lost_remote(remote, state)
+            self._handle_result(remote, result)
+        if self.options.stream_logs and self._remote.active:
+            for pathspec, stream, line in self._remote.new_log_lines():
+                self.events.log_line(pathspec, stream, line)
+
+    def _lost_remote(self, remote, state):
+        """Record the end of a remote attempt whose job ended before its task recorded one."""
+        from mflow.store.pathspec import Pathspec
+        from mflow.task.runner import TaskResult
+
+        from .remote import lost_reason
+
+        if remote.job_id in self._timed_out_jobs:
+            reason, kind = "killed after timeout of %s s" % _seconds(remote.timeout), "TimeoutKilled"
+        else:
+            reason = "%s job %s: %s" % (remote.executor, remote.job_id, lost_reason(state))
+            kind = "JobLost"
+        self._timed_out_jobs.discard(remote.job_id)
+        exit_code = state.exit_code if state is not None and state.exit_code is not None else ExitCode.TASK_FAILED
+        result = TaskResult(
+            remote.pathspec, remote.attempt, "failed", exit_code=int(exit_code), error=reason,
+            exception={"type": kind, "message": reason, "traceback": ""},
+        )
+        self.meta.end_attempt(
+            Pathspec.parse(remote.pathspec, 4, 4), remote.attempt, "failed", exit_code=result.exit_code,
+            reason=reason, exception=result.exception, duration=time.time() - remote.started,
+        )
+        return result
+
+    def _handle_result(self, task, result):
+        """Go on from an attempt's end: the next tasks, a retry, a @catch stand-in, or failure.
+        `task` is a _Running (local) or a RemoteAttempt."""
         self.events.task_finished(task.pathspec, result)
         if result.status != "successful":
             if self._first_failure is None:
@@ -437,6 +569,14 @@ class RunDriver:
                 if now - task.started > task.timeout + self.options.timeout_grace:
                     self._timed_out.add(task.pid)
                     _signal_group(task.pid, signal.SIGKILL)
+        # A job's time limit is the engine's to enforce; one it has not ended a while after
+        # (a poll or two late, say) is cancelled here.
+        if self._remote.active:
+            overdue = [r for r in self._remote.overdue(self.options.timeout_grace + 30.0, now)
+                       if r.job_id not in self._timed_out_jobs]
+            if overdue:
+                self._timed_out_jobs.update(r.job_id for r in overdue)
+                self._remote.cancel(overdue, "ran past its timeout")
 
     def _record_lost_attempt(self, task, result, signal_number=None):
         """The child died before recording its end (killed, crashed): record it here."""
@@ -479,9 +619,19 @@ class RunDriver:
                 self._offsets.pop((task.pid, "stderr"), None)
 
     def _stop_all(self, why):
-        """Stop every running task: SIGTERM to its process group, SIGKILL after the grace."""
+        """Stop every running task: SIGTERM to its process group, SIGKILL after the grace;
+        cancel every job, and record the end of those whose task could not."""
         for task in self._running.values():
             _signal_group(task.pid, signal.SIGTERM)
+        for remote, state in self._remote.cancel_all("run %s" % why, wait=max(self.options.kill_grace, 30.0)):
+            end = self.meta.attempt_end(remote.pathspec, remote.attempt)
+            if end is None:
+                if state is None:
+                    self.events.warning(
+                        "%s job %s of task %s did not report stopped; check it with: mflow batch list --run-id %s"
+                        % (remote.executor, remote.job_id, remote.pathspec, self.run_id)
+                    )
+                self._handle_result(remote, self._lost_remote(remote, state))
         deadline = time.time() + self.options.kill_grace
         while self._running and time.time() < deadline:
             self._reap()
@@ -525,6 +675,7 @@ def _preload_task_modules():
     import orjson  # noqa: F401
     import socket  # noqa: F401
 
+    import mflow.env.inventory  # noqa: F401
     import mflow.meta.heartbeat  # noqa: F401
     import mflow.store.artifacts  # noqa: F401
     import mflow.store.logs  # noqa: F401
@@ -564,6 +715,17 @@ def _die_with_parent(driver_pid):
         return
     if os.getppid() != driver_pid:  # the driver died before the call
         os._exit(int(ExitCode.INTERNAL))
+
+
+def _last_line(path):
+    """The last non-empty line of a small text file, or None."""
+    try:
+        with open(path, "rb") as handle:
+            lines = [line.strip() for line in handle.read()[-4096:].decode("utf-8", "replace").splitlines()]
+    except OSError:
+        return None
+    lines = [line for line in lines if line]
+    return lines[-1] if lines else None
 
 
 def _read_result(path):

@@ -61,3 +61,11 @@ def logs_path(task, attempt):
 def code_path(flow, run_id):
     # Step names are identifiers, so "code.json" can never collide with a step's folder.
     return "%s%s/%s/%s" % (DATA, flow, run_id, CODE_NAME)
+
+
+ENVIRONMENTS_NAME = "environments.json"
+
+
+def environments_path(flow, run_id):
+    """The lock of a run's @pypi environments (see mflow.env.lock); beside code.json."""
+    return "%s%s/%s/%s" % (DATA, flow, run_id, ENVIRONMENTS_NAME)

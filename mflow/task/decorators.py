@@ -5,7 +5,7 @@ The driver and mflow-task both ask here, so a task behaves the same however it s
 
 import ast
 
-from mflow.decospec import STEP_DECORATORS
+from mflow.decospec import EXECUTOR_DECORATORS, STEP_DECORATORS
 from mflow.errors import ParameterError
 
 
@@ -23,7 +23,7 @@ def parse_with(specs):
                 "Use one of %s, e.g. --with retry:times=2" % ", ".join(sorted(STEP_DECORATORS)),
             )
         args = {}
-        for item in filter(None, (part.strip() for part in rest.split(","))):
+        for item in filter(None, (part.strip() for part in _split_arguments(rest))):
             key, equals, value = item.partition("=")
             if not equals:
                 raise ParameterError("--with %s: %r is not NAME=VALUE" % (text, item), "Write e.g. --with retry:times=2")
@@ -38,6 +38,36 @@ def parse_with(specs):
     return parsed
 
 
+def _split_arguments(text):
+    """`a=1,b=[1, 2],c={'x': 'y,z'}` split at the commas between arguments only."""
+    parts, depth, quote, start = [], 0, None, 0
+    for index, char in enumerate(text):
+        if quote:
+            if char == quote and text[index - 1] != "\\":
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(text[start:index])
+            start = index + 1
+    parts.append(text[start:])
+    return parts
+
+
+def with_texts(with_decorators):
+    """--with values that parse_with turns back into `with_decorators` ({name: arguments}):
+    how the driver hands its --with on to a task it starts as a command."""
+    texts = []
+    for name, args in sorted((with_decorators or {}).items()):
+        items = ",".join("%s=%r" % (key, value) for key, value in sorted(args.items()))
+        texts.append("%s:%s" % (name, items) if items else name)
+    return texts
+
+
 def task_decorators(flow_class, graph, step, with_decorators=None):
     """{name: attributes (defaults filled in)} of the decorators that apply to `step`."""
     found = {}
@@ -49,6 +79,8 @@ def task_decorators(flow_class, graph, step, with_decorators=None):
             continue  # the step's own decorator wins over --with
         if name == "catch" and kind in ("foreach", "switch"):
             continue  # @catch cannot stand on these (a lint rule); --with skips them
+        if name in EXECUTOR_DECORATORS and any(other in found for other in EXECUTOR_DECORATORS):
+            continue  # a step's own @batch or @slurm wins over --with of another engine
         merged = dict(STEP_DECORATORS[name].defaults)
         merged.update(args)
         found[name] = merged

@@ -82,7 +82,8 @@ class TaskAttempt:
     """
 
     def __init__(self, store, meta, graph, flow_class, run_id, step, task_id, inputs, split_index=None, attempt=0,
-                 log_paths=None, tags=(), origin_run_id=None, heartbeat=True, decorators=None, fallback=None):
+                 log_paths=None, tags=(), origin_run_id=None, heartbeat=True, decorators=None, fallback=None,
+                 live_logs=None):
         from mflow.store.pathspec import Pathspec
 
         self.store = store
@@ -105,6 +106,9 @@ class TaskAttempt:
         self.decorators = decorators if decorators is not None else {}
         # The failure a @catch fallback attempt stores instead of running the step.
         self.fallback = fallback
+        # Seconds between copies of the logs to the store while the step runs (remote tasks,
+        # whose output no driver on this machine sees), or None: logs are stored at the end.
+        self.live_logs = live_logs
         self.pathspec = Pathspec.task(self.flow_name, self.run_id, step, self.task_id)
         self.node = graph[step]
 
@@ -137,8 +141,10 @@ class TaskAttempt:
             parent_tasks=[str(self._input_pathspec(ref)) for ref in self.inputs if not ref.startswith("_")],
             resources=self.decorators.get("resources"),
             fallback=self.fallback is not None,
+            environment=_interpreter_record(self.store),
         )
         heartbeat = self.meta.attempt_heartbeat(self.pathspec, self.attempt) if self.heartbeat else None
+        live = self._live_logs() if self.live_logs and self.log_paths else None
         try:
             if failure is not None:
                 raise failure
@@ -151,6 +157,8 @@ class TaskAttempt:
         finally:
             if heartbeat is not None:
                 heartbeat.stop()
+            if live is not None:
+                live.stop()  # before the final copy, which must be the last word
         self._save_logs()
         self.meta.end_attempt(
             self.pathspec,
@@ -381,6 +389,20 @@ class TaskAttempt:
         except MflowError as exc:
             raise StepFailure(str(exc), retryable=False) from exc
 
+    def _live_logs(self):
+        """A thread storing the logs every `live_logs` seconds while they grow."""
+        from mflow.meta.heartbeat import Heartbeat
+
+        sizes = {}
+
+        def copy():
+            now = tuple(os.path.getsize(path) if os.path.exists(path) else 0 for path in self.log_paths)
+            if sizes.get("last") != now:
+                self._save_logs()
+                sizes["last"] = now
+
+        return Heartbeat(copy, self.live_logs, first_after=min(1.0, self.live_logs)).start()
+
     def _save_logs(self):
         if not self.log_paths:
             return
@@ -454,6 +476,12 @@ class _Alarm:
         signal.setitimer(signal.ITIMER_REAL, 0)
         if self._previous is not None:
             signal.signal(signal.SIGALRM, self._previous)
+
+
+def _interpreter_record(store):
+    from mflow.env.inventory import interpreter_record
+
+    return interpreter_record(store)
 
 
 def _number(value):

@@ -1,0 +1,304 @@
+"""The driver's side of tasks that run as jobs of a compute engine (AWS Batch, Slurm).
+
+A remote attempt is one job running `mflow-task --package` against the run's store. The
+driver learns how it ended from the attempt's end record in the store (the job's own exit
+status only says whether mflow-task got that far), streams its output from the logs the
+task copies to the store while it runs, and cancels its job when the run stops.
+"""
+
+import os
+import time
+from typing import NamedTuple, Optional
+
+from mflow.errors import ExecutorError, MflowError, NotFoundError
+
+from .executors import executor_name, make_executor
+from .executors.base import CANCELLED, SUCCEEDED, RemoteTask, merged_resources
+
+#: Seconds between two copies of a remote task's output to the store.
+LIVE_LOG_SECONDS = 5.0
+#: Seconds between two reads of running remote tasks' logs by the driver.
+LOG_POLL_SECONDS = 2.0
+#: How long the driver waits, after a job reports success, for the task's end record to
+#: show in the store before it calls the attempt lost (also MFLOW_REMOTE_RESULT_GRACE).
+RESULT_GRACE_SECONDS = 60.0
+#: Variables a worker's mflow-task needs to reach the same store as the driver. Credentials
+#: are not among them: a worker gets its own (an AWS Batch job role, a cluster's account).
+PASSED_VARIABLES = ("AWS_DEFAULT_REGION", "AWS_REGION", "MFLOW_CODE_SUFFIXES", "MFLOW_STALE_AFTER")
+PASSED_PREFIXES = ("MFLOW_S3_",)
+
+
+class RemoteAttempt(NamedTuple):
+    """A task attempt submitted as a job."""
+
+    executor: str
+    job_id: str
+    spec: object  # the planner's TaskSpec
+    attempt: int
+    pathspec: str
+    started: float
+    timeout: Optional[float]
+
+
+class RemoteTasks:
+    """The run's jobs: which steps go to which engine, submitting, polling, cancelling."""
+
+    def __init__(self, store, flow, flow_file, decorators_of, steps, with_specs=(), environ=None):
+        self.store = store
+        self.flow = flow
+        self.flow_file = flow_file
+        self.environ = dict(os.environ if environ is None else environ)
+        self.with_specs = tuple(with_specs)
+        self._decorators_of = decorators_of
+        self.engine_of = {step: executor_name(decorators_of(step)) for step in steps}
+        self.engine_of = {step: name for step, name in self.engine_of.items() if name != "local"}
+        self._executors = {}
+        self.active = {}  # job id -> RemoteAttempt
+        self._finished_at = {}  # job id -> (time the engine said it finished, JobState)
+        self._last_poll = {}
+        self._last_logs = 0.0
+        self._log_offsets = {}  # (job id, stream) -> bytes passed on
+        self._log_keys = {}  # job id -> the logs record's blob keys last read
+        self.result_grace = float(self.environ.get("MFLOW_REMOTE_RESULT_GRACE", RESULT_GRACE_SECONDS))
+
+    @property
+    def used(self):
+        return bool(self.engine_of)
+
+    def remote(self, step):
+        return step in self.engine_of
+
+    def executor(self, name):
+        if name not in self._executors:
+            self._executors[name] = make_executor(name, self.environ)
+        return self._executors[name]
+
+    def check(self):
+        """Ask each engine the run uses whether it can run its steps: before any task."""
+        by_engine = {}
+        for step, name in self.engine_of.items():
+            by_engine.setdefault(name, {})[step] = self._decorators_of(step)[name]
+        for name, options in sorted(by_engine.items()):
+            self.executor(name).check(self.store, options)
+
+    # --- submitting --------------------------------------------------------------------------
+
+    def submit(self, run_id, spec, attempt, pathspec, fallback, tags, timeout, user):
+        name = self.engine_of[spec.step]
+        decorators = self._decorators_of(spec.step)
+        task = RemoteTask(
+            flow=self.flow,
+            run_id=str(run_id),
+            step=spec.step,
+            task_id=str(spec.task_id),
+            attempt=attempt,
+            user=user or "",
+            arguments=tuple(self._arguments(run_id, spec, attempt, fallback, tags)),
+            environment=self._environment(user),
+            resources=merged_resources(decorators.get("resources"), decorators[name]),
+            options=dict(decorators[name]),
+            timeout=timeout,
+        )
+        job_id = self.executor(name).submit(task)
+        self.active[job_id] = RemoteAttempt(name, job_id, spec, attempt, pathspec, time.time(), timeout)
+        return job_id
+
+    def _arguments(self, run_id, spec, attempt, fallback, tags):
+        arguments = ["--package", "--flow", self.flow, "--store", self.store.url, os.path.basename(self.flow_file),
+                     spec.step, "--run-id", str(run_id), "--task-id", str(spec.task_id)]
+        for ref in spec.inputs:
+            arguments += ["--input", ref]
+        if spec.split_index is not None:
+            arguments += ["--split-index", str(spec.split_index)]
+        arguments += ["--attempt", str(attempt)]
+        for tag in tags:
+            arguments += ["--tag", tag]
+        for text in self.with_specs:
+            arguments += ["--with", text]
+        if fallback is not None:
+            arguments.append("--fallback")
+        arguments += ["--live-logs", str(float(self.environ.get("MFLOW_LIVE_LOGS", LIVE_LOG_SECONDS)))]
+        return arguments
+
+    def _environment(self, user):
+        passed = {
+            key: value
+            for key, value in self.store.environ.items()
+            if key in PASSED_VARIABLES or key.startswith(PASSED_PREFIXES)
+        }
+        passed["MFLOW_STORE"] = self.store.url
+        if user:
+            passed["MFLOW_USER"] = user
+        return passed
+
+    # --- watching ----------------------------------------------------------------------------
+
+    def poll(self, meta, now=None):
+        """[(RemoteAttempt, TaskResult or None, JobState)] of the attempts that ended. A None
+        result means the job ended without the task recording its end: the attempt is lost."""
+        now = now or time.time()
+        ended = []
+        by_engine = {}
+        for job_id, remote in self.active.items():
+            by_engine.setdefault(remote.executor, []).append(job_id)
+        for name, job_ids in by_engine.items():
+            executor = self.executor(name)
+            if now - self._last_poll.get(name, 0.0) < executor.poll_interval:
+                continue
+            self._last_poll[name] = now
+            states = executor.poll(job_ids)
+            for job_id in job_ids:
+                state = states.get(job_id)
+                remote = self.active[job_id]
+                end = _attempt_end(meta, remote)
+                if end is not None:
+                    ended.append((remote, _result_of(remote, end), state))
+                elif state is not None and state.finished:
+                    first_seen, _ = self._finished_at.setdefault(job_id, (now, state))
+                    # A success with no end record yet: the store may lag; anything else
+                    # ended before mflow-task could record it (killed, out of memory, no Python).
+                    if state.state != SUCCEEDED or now - first_seen >= self.result_grace:
+                        ended.append((remote, None, state))
+        for remote, _result, _state in ended:
+            self.active.pop(remote.job_id, None)
+            self._finished_at.pop(remote.job_id, None)
+        return ended
+
+    def overdue(self, grace, now=None):
+        """Attempts running past their timeout plus `grace` (the engine should have ended them)."""
+        now = now or time.time()
+        return [r for r in self.active.values() if r.timeout and now - r.started > r.timeout + grace]
+
+    def new_log_lines(self, final_for=None, now=None):
+        """[(pathspec, stream, line)] of output the running tasks added to the store since the
+        last call; every LOG_POLL_SECONDS at most, unless `final_for` names an attempt that ended."""
+        now = now or time.time()
+        if final_for is None:
+            if now - self._last_logs < LOG_POLL_SECONDS:
+                return []
+            self._last_logs = now
+            attempts = list(self.active.values())
+        else:
+            attempts = [final_for]
+        lines = []
+        for remote in attempts:
+            lines.extend(self._read_logs(remote, final=final_for is not None))
+        return lines
+
+    def _read_logs(self, remote, final):
+        from mflow.store.logs import logs_record
+        from mflow.store.pathspec import Pathspec
+
+        task = Pathspec.parse(remote.pathspec, 4, 4)
+        try:
+            record = logs_record(self.store, task, remote.attempt)
+        except (NotFoundError, MflowError, OSError):
+            return []
+        lines = []
+        for stream in ("stdout", "stderr"):
+            entry = record.get(stream) or {}
+            key = (remote.job_id, stream)
+            if self._log_keys.get(key) == entry.get("key"):
+                continue
+            self._log_keys[key] = entry.get("key")
+            try:
+                with self.store.blobs.open(entry["key"], entry.get("stored_size")) as source:
+                    data = source.read()
+            except (KeyError, MflowError, OSError):
+                continue
+            offset = self._log_offsets.get(key, 0)
+            fresh = data[offset:]
+            if not final:
+                cut = fresh.rfind(b"\n") + 1
+                fresh = fresh[:cut]
+            self._log_offsets[key] = offset + len(fresh)
+            text_lines = fresh.split(b"\n")
+            if text_lines and text_lines[-1] == b"":
+                text_lines.pop()
+            lines.extend((remote.pathspec, stream, line) for line in text_lines)
+        if final:
+            for stream in ("stdout", "stderr"):
+                self._log_offsets.pop((remote.job_id, stream), None)
+                self._log_keys.pop((remote.job_id, stream), None)
+        return lines
+
+    # --- stopping ----------------------------------------------------------------------------
+
+    def cancel(self, remotes, reason):
+        by_engine = {}
+        for remote in remotes:
+            by_engine.setdefault(remote.executor, []).append(remote.job_id)
+        for name, job_ids in by_engine.items():
+            self.executor(name).cancel(job_ids, reason)
+
+    def cancel_all(self, reason, wait=30.0):
+        """Cancel every active job and wait up to `wait` seconds for the engines to report
+        them ended; [(RemoteAttempt, JobState or None)] for each, None where one did not end."""
+        remotes = list(self.active.values())
+        if not remotes:
+            return []
+        try:
+            self.cancel(remotes, reason)
+        except ExecutorError:
+            pass  # reported below as not stopped
+        deadline = time.time() + wait
+        states = {}
+        while True:
+            pending = [r for r in remotes if r.job_id not in states]
+            by_engine = {}
+            for remote in pending:
+                by_engine.setdefault(remote.executor, []).append(remote.job_id)
+            for name, job_ids in by_engine.items():
+                try:
+                    found = self.executor(name).poll(job_ids)
+                except ExecutorError:
+                    found = {}
+                states.update({job_id: state for job_id, state in found.items() if state.finished})
+            if all(r.job_id in states for r in remotes) or time.time() >= deadline:
+                break
+            time.sleep(0.5)
+        self.active.clear()
+        return [(remote, states.get(remote.job_id)) for remote in remotes]
+
+    def close(self):
+        for executor in self._executors.values():
+            executor.close()
+
+
+def _attempt_end(meta, remote):
+    try:
+        return meta.attempt_end(remote.pathspec, remote.attempt)
+    except NotFoundError:
+        return None
+
+
+def _result_of(remote, end):
+    """The TaskResult of an attempt, from its end record in the store."""
+    from mflow.task.runner import TaskResult
+
+    result = end.result or {}
+    return TaskResult(
+        remote.pathspec,
+        remote.attempt,
+        end.status,
+        tuple(result.get("next") or ()),
+        result.get("transition"),
+        result.get("foreach_splits"),
+        end.exit_code if end.exit_code is not None else (0 if end.status == "successful" else 1),
+        end.reason,
+        end.exception,
+    )
+
+
+def lost_reason(state):
+    """Why a job ended without its task recording an end, in the engine's words."""
+    if state is None:
+        return "its job did not report an end"
+    if state.state == CANCELLED:
+        return "its job was cancelled" + (" (%s)" % state.reason if state.reason else "")
+    if state.state == SUCCEEDED:
+        return "its job ended but the task recorded no end in the store"
+    words = "its job failed"
+    if state.exit_code is not None:
+        words += " with exit code %d" % state.exit_code
+    return words + (": %s" % state.reason if state.reason else "")
