@@ -4,6 +4,7 @@ missing keys, ranges, large multipart objects, many small ones, and every kind o
 import hashlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 
@@ -282,6 +283,116 @@ def test_downloads_are_removed_on_close(root, env, tmp_path):
     assert os.listdir(str(tmp_path)) == []
 
 
+def local_files(folder):
+    """The files in the S3 clients' temporary folders under `folder`."""
+    return sorted(os.path.join(d, f) for d, _, files in os.walk(str(folder)) for f in files)
+
+
+def test_small_downloads_stay_in_memory_until_their_path_is_asked_for(root, env, tmp_path):
+    with S3(s3root=root, environ=env, tmproot=str(tmp_path)) as s3:
+        data = os.urandom(100_000)
+        s3.put_many([("m/a.csv", data), ("m/b.txt", "b\u00e9"), ("m/empty", b"")])
+        got = s3.get_many(["m/a.csv", "m/b.txt", "m/empty", S3GetObject("m/a.csv", 10, 20), "m/gone"], True)
+        a, b, empty, part, gone = got
+        assert local_files(tmp_path) == []  # no file yet: the bytes are in memory
+        assert (a.blob, b.text, empty.blob, part.blob) == (data, "b\u00e9", b"", data[10:30])
+        assert (a.size, a.range_info) == (100_000, (100_000, 0, 100_000))
+        assert (part.size, part.range_info) == (20, (100_000, 10, 20))
+        assert all(o.downloaded for o in (a, b, empty, part)) and not gone.downloaded and gone.path is None
+        assert str(a) == "<S3Object %s/m/a.csv (100000 bytes, local)>" % root
+
+        path = a.path  # written now, at the name it would have had
+        assert path.endswith("-a.csv") and os.path.dirname(os.path.dirname(path)) == str(tmp_path)
+        assert local_files(tmp_path) == [path] and a.path == path
+        with open(path, "rb") as stream:
+            assert stream.read() == data == a.blob
+        with open(empty.path, "rb") as stream:
+            assert stream.read() == b""
+        assert s3._downloads.memory_used == len(b.blob) + 20  # a's and empty's bytes left memory
+        paths = [o.path for o in got[:4]]
+        assert local_files(tmp_path) == sorted(paths) and s3._downloads.memory_used == 0
+        b_path = s3.get("m/b.txt").path  # a fresh copy of b: another file
+        assert b_path != b.path and os.path.exists(b_path)
+        every = s3.get_all()
+        assert [(o.key, o.blob) for o in every] == [("m/a.csv", data), ("m/b.txt", b.blob), ("m/empty", b"")]
+        assert len(local_files(tmp_path)) == 5 and s3._downloads.memory_used == 100_003
+        kept = s3.get("m/b.txt")
+    assert local_files(tmp_path) == [] and os.listdir(str(tmp_path)) == []
+    # After close every download is gone, whether it was a file or only bytes in memory:
+    # `path` still names where it was; `blob` says what happened.
+    for obj in (a, kept):
+        assert obj.downloaded and obj.path.startswith(str(tmp_path)) and not os.path.exists(obj.path)
+        with pytest.raises(S3LocalFileError) as caught:
+            obj.blob
+        message = str(caught.value)
+        assert message.startswith("the download of %s/m/" % root) and "is closed" in message and "\n" not in message
+    assert local_files(tmp_path) == []
+
+
+def test_the_memory_budget_sends_the_rest_to_files(root, env, tmp_path):
+    items = [("k/%d" % i, os.urandom(100_000)) for i in range(5)]
+    small = dict(env, MFLOW_S3_MEMORY_MB="0.25")  # 262,144 bytes: room for two of them
+    with S3(s3root=root, environ=small, tmproot=str(tmp_path)) as s3:
+        s3.put_many(items)
+        got = s3.get_many([key for key, _ in items])
+        assert [o.blob for o in got] == [value for _, value in items]
+        assert len(local_files(tmp_path)) == 3 and s3._downloads.memory_used == 200_000
+        for obj in got:
+            obj.path
+        assert len(local_files(tmp_path)) == 5 and s3._downloads.memory_used == 0  # written: room again
+        with pytest.raises(S3NotFoundError):
+            s3.get_many(["k/0", "k/nothing"])
+        assert s3._downloads.memory_used == 0  # a failed batch's bytes are dropped, and not counted
+        files = local_files(tmp_path)
+        again = s3.get_many(["k/0", "k/1"])
+        assert local_files(tmp_path) == files and [o.blob for o in again] == [items[0][1], items[1][1]]
+        assert s3._downloads.memory_used == 200_000
+    with S3(s3root=root, environ=dict(env, MFLOW_S3_MEMORY_MB="0"), tmproot=str(tmp_path)) as s3:
+        assert [o.blob for o in s3.get_many(["k/0", "k/1"])] == [items[0][1], items[1][1]]
+        assert len(local_files(tmp_path)) == 2  # 0: every download is a file, as before
+    with pytest.raises(Exception, match="MFLOW_S3_MEMORY_MB='lots' is not a number of MiB"):
+        S3(s3root=root, environ=dict(env, MFLOW_S3_MEMORY_MB="lots"))
+
+
+def test_large_downloads_still_go_straight_to_files(s3, tmp_path):
+    from mflow.s3.client import MEMORY_OBJECT_SIZE
+
+    data = os.urandom(MEMORY_OBJECT_SIZE + 1)
+    s3.put("l/over", data)
+    s3.put("l/limit", data[:MEMORY_OBJECT_SIZE])
+    over, limit, part = s3.get_many(["l/over", "l/limit", S3GetObject("l/over", 1, MEMORY_OBJECT_SIZE)])
+    files = local_files(tmp_path)
+    assert len(files) == 1 and files[0].endswith("-over")  # written while it arrived
+    assert over.path == files[0] and over.blob == data
+    assert limit.blob == data[:MEMORY_OBJECT_SIZE] and part.blob == data[1 : MEMORY_OBJECT_SIZE + 1]
+    assert len(local_files(tmp_path)) == 1
+
+
+def test_a_late_file_that_cannot_be_written_is_a_clear_error(s3, root, tmp_path):
+    s3.put("v/x.csv", b"1,2")
+    obj = s3.get("v/x.csv")
+    folder = os.path.join(str(tmp_path), os.listdir(str(tmp_path))[0])
+    shutil.rmtree(folder)  # e.g. a cleaner of old temporary files
+    with pytest.raises(S3LocalFileError) as caught:
+        obj.path
+    message = str(caught.value)
+    assert message.startswith("cannot write %s/" % folder) and root + "/v/x.csv: its folder is gone" in message
+    assert "\n" not in message and caught.value.exit_code == ExitCode.BAD_INPUT
+    assert obj.blob == b"1,2"  # the bytes are still there
+    os.mkdir(folder)
+    assert open(obj.path, "rb").read() == b"1,2"  # and a later try can write them
+
+
+def test_downloads_pickle_as_files(s3, root, tmp_path):
+    import pickle
+
+    s3.put("p/x", b"pickled")
+    obj = s3.get("p/x")
+    copy = pickle.loads(pickle.dumps(obj))  # e.g. kept as an artifact
+    assert local_files(tmp_path) == [obj.path] == [copy.path]
+    assert (copy.key, copy.url, copy.size, copy.blob) == ("p/x", root + "/p/x", 7, b"pickled")
+
+
 def test_permission_and_credential_errors(s3_server, root, s3):
     s3.put("readable", b"1")
     reader = dict(os.environ, **s3_server.reader_env)
@@ -377,6 +488,8 @@ def test_boto3_carries_every_request_where_direct_http_cannot(root, env, monkeyp
         assert s3.get(S3GetObject("b/large", 3, 4)).blob == data[3:7]
         meta = s3.get("b/meta")
         assert (meta.text, meta.content_type, meta.metadata) == ("m", "text/plain", {"k": "v"})
+        assert [os.path.basename(f)[7:] for f in local_files(tmp_path)] == ["large"]  # the rest in memory
+        assert open(meta.path).read() == "m"
         assert s3.info("b/meta").size == 1
         with pytest.raises(S3NotFoundError, match="no object at .*/b/none"):
             s3.get("b/none")

@@ -6,6 +6,8 @@ Names, fields and meanings follow Metaflow's, so code written against metaflow.S
 import json
 from collections import namedtuple
 
+from mflow.errors import S3LocalFileError
+
 #: A ranged get: `offset` (from 0; None means 0) and `length` (None: to the end; negative:
 #: the last -length bytes of the object).
 S3GetObject = namedtuple("S3GetObject", "key offset length", defaults=(None, None))
@@ -29,13 +31,16 @@ class S3Object:
 
     `key` is relative to the client's root (the whole URL without one), `url` the s3:// URL,
     `path` the downloaded file (None when not downloaded; deleted when the client closes).
+    A download's bytes may be in the client's memory (`downloads`, see client.Downloads),
+    its file written only when `path` is first asked for; from outside, both look the same.
     """
 
     def __init__(self, root, url, path=None, size=None, content_type=None, metadata=None, range_info=None,
-                 last_modified=None, encryption=None, key=None):
+                 last_modified=None, encryption=None, key=None, downloads=None):
         self._root = root
         self._url = url
         self._path = path
+        self._downloads = downloads
         self._size = size
         self._content_type = content_type
         self._metadata = _user_metadata(metadata)
@@ -56,7 +61,7 @@ class S3Object:
 
     @property
     def downloaded(self):
-        """True when the bytes are in a local file (`path`, `blob`, `text` work)."""
+        """True for a download, whose bytes are in a file or in memory (`path`, `blob`, `text` work)."""
         return bool(self._path)
 
     @property
@@ -74,16 +79,20 @@ class S3Object:
 
     @property
     def path(self):
-        """The local file holding the downloaded bytes, or None."""
+        """The local file holding the downloaded bytes (written now if they were only in
+        memory), or None."""
+        if self._downloads is not None and self._path:
+            return self._downloads.file(self._path, self._url)
         return self._path
 
     @property
     def blob(self):
         """The downloaded bytes, or None."""
-        if self._path:
-            with open(self._path, "rb") as stream:
-                return stream.read()
-        return None
+        if not self._path:
+            return None
+        if self._downloads is not None:
+            return self._downloads.read(self._path, self._url)
+        return read_download(self._path, self._url)
 
     @property
     def text(self):
@@ -135,6 +144,29 @@ class S3Object:
         return "<S3Object %s (object does not exist)>" % self._url
 
     __repr__ = __str__
+
+    def __getstate__(self):
+        # A copy (say, a pickled artifact) is not tied to the client: it names the file,
+        # written first if the bytes were only in memory, as a plain download would have.
+        state = dict(self.__dict__)
+        if self._downloads is not None:
+            if self._path and not self._downloads.closed:
+                self._downloads.file(self._path, self._url)
+            state["_downloads"] = None
+        return state
+
+
+def read_download(path, url):
+    """The bytes of `path`, the local copy of `url`; S3LocalFileError when it cannot be read."""
+    try:
+        with open(path, "rb") as stream:
+            return stream.read()
+    except OSError as exc:
+        raise S3LocalFileError(
+            "cannot read %s, the download of %s: %s" % (path, url, exc.strerror or exc),
+            "Read it before its S3 client closes, and leave the client's folder alone until then",
+            path,
+        ) from None
 
 
 def _user_metadata(headers):

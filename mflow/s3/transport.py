@@ -72,11 +72,13 @@ class ObjectHead(NamedTuple):
 
 
 class Download(NamedTuple):
-    """A finished download: the local file holds bytes [start, end) of an object."""
+    """A finished download of bytes [start, end) of an object: in `data` when the request's
+    memory allowance let it keep them, else in the request's local file."""
 
     head: ObjectHead
     start: int
     end: int
+    data: Optional[bytes] = None
 
 
 class Listed(NamedTuple):
@@ -88,7 +90,9 @@ class Listed(NamedTuple):
 
 
 class GetRequest(NamedTuple):
-    """Fetch an object, or bytes [start, end) of it, or its last `suffix` bytes, into `path`."""
+    """Fetch an object, or bytes [start, end) of it, or its last `suffix` bytes, into `path`;
+    or into memory, when the body comes in one answer and `memory` (an allowance with
+    take(size) and give_back(size), shared by a batch) lets it be kept there."""
 
     bucket: str
     key: str
@@ -97,6 +101,7 @@ class GetRequest(NamedTuple):
     start: Optional[int] = None
     end: Optional[int] = None
     suffix: Optional[int] = None
+    memory: object = None
 
 
 class HeadRequest(NamedTuple):
@@ -537,43 +542,62 @@ class Transport:
     async def _get_first(self, request):
         """The first GET of a download. (Download, more): `more` are jobs fetching the remaining
         ranges of a large object, to run (in parallel) before the file is complete."""
-        bucket, key, url, path, start, end, suffix = request
+        bucket, key, url, path, start, end, suffix, memory = request
         if suffix is None and end is not None and end <= (start or 0):
             head = await self._head(bucket, key, url)
+            if memory is not None and memory.take(0):
+                return Download(head, start or 0, start or 0, b""), ()
             _write_empty(path, url)
             return Download(head, start or 0, start or 0), ()
         if suffix is not None:
-            origin = lambda total: max(0, total - suffix)  # noqa: E731
             first = "bytes=-%d" % min(suffix, PART_SIZE)
         else:
-            origin = lambda total: start or 0  # noqa: E731
             first_end = (start or 0) + PART_SIZE if end is None else min(end, (start or 0) + PART_SIZE)
             first = "bytes=%d-%d" % (start or 0, first_end - 1)
 
+        def wanted(total):
+            """The bytes [start, end) of an object of `total` bytes that the request asks for."""
+            if suffix is not None:
+                return max(0, total - suffix), total
+            return start or 0, total if end is None else min(end, total)
+
         async def consume(connection, status, headers):
             have_start, have_end, total = _span(status, headers)
-            offset = have_start - origin(total)
-            if offset < 0:
+            want_start, want_end = wanted(total)
+            head = ObjectHead.from_headers(headers, total)
+            if have_start < want_start:
                 raise S3Error(
                     "%s answered a ranged GET of %s with other bytes" % (self.endpoint, url),
                     "Use a server that supports Range",
                     url,
                 )
-            await connection.receive_file(headers, path, offset, create=True, url=url)
-            return (have_start, have_end), ObjectHead.from_headers(headers, total)
+            size = have_end - have_start
+            if memory is not None and (have_start, have_end) == (want_start, want_end) and memory.take(size):
+                # All of it in this one answer, and small: no file (creating one costs more
+                # CPU than receiving a small object; the client writes it if asked for).
+                try:
+                    data = await connection.receive_memory(headers)
+                    if len(data) != size:
+                        raise _Truncated("%d of %d bytes arrived" % (len(data), size))
+                except BaseException:
+                    memory.give_back(size)
+                    raise
+                return (have_start, have_end), head, data
+            await connection.receive_file(headers, path, have_start - want_start, create=True, url=url)
+            return (have_start, have_end), head, None
 
         try:
-            (have_start, have_end), head = await self._request(bucket, key, "GET", {"range": first}, consume, url=url)
+            (have_start, have_end), head, data = await self._request(
+                bucket, key, "GET", {"range": first}, consume, url=url
+            )
         except _Failure as failure:
             if failure.status != 416 or start or end is not None or suffix is not None:
                 raise
             # A Range on an empty object is "invalid": ask for the whole (empty) object.
-            (have_start, have_end), head = await self._request(bucket, key, "GET", {}, consume, url=url)
-        total = head.size
-        want_start = origin(total)
-        want_end = total if end is None or suffix is not None else min(end, total)
+            (have_start, have_end), head, data = await self._request(bucket, key, "GET", {}, consume, url=url)
+        want_start, want_end = wanted(head.size)
         if (have_start, have_end) == (want_start, want_end):
-            return Download(head, want_start, want_end), ()
+            return Download(head, want_start, want_end, data), ()
         # The object is larger than one request: size the file and fetch the rest in ranges,
         # each only from this very version of the object (If-Match its ETag).
         _reserve(path, want_end - want_start, url)
@@ -663,7 +687,7 @@ class Transport:
     # --- boto3, where direct requests cannot go -------------------------------------------------------
 
     def _boto_get(self, request, return_missing):
-        bucket, key, url, path, start, end, suffix = request
+        bucket, key, url, path, start, end, suffix, memory = request
         kwargs = {"Bucket": bucket, "Key": key}
         if suffix is not None:
             kwargs["Range"] = "bytes=-%d" % suffix
@@ -680,14 +704,23 @@ class Transport:
         match = _CONTENT_RANGE.match(headers.get("content-range", ""))
         if match:
             first, size = int(match.group(1)), int(match.group(3))
+        head = ObjectHead.from_headers(headers, size)
+        length = response["ContentLength"]
+        if memory is not None and memory.take(length):
+            try:
+                data = response["Body"].read()
+            except BaseException:
+                memory.give_back(length)
+                raise
+            return Download(head, first, first + len(data), data)
         try:
             with open(path, "wb") as stream:
                 for chunk in response["Body"].iter_chunks(CHUNK):
                     stream.write(chunk)
                 written = stream.tell()
         except OSError as exc:
-            raise _local_write_error(exc, url, path) from exc
-        return Download(ObjectHead.from_headers(headers, size), first, first + written)
+            raise local_write_error(exc, url, path) from exc
+        return Download(head, first, first + written)
 
     def _boto_head(self, request, return_missing):
         bucket, key, url = request
@@ -1006,12 +1039,16 @@ class _Connection:
             left -= len(chunk)
             yield chunk
 
+    async def receive_memory(self, headers):
+        """The body, as bytes."""
+        return b"".join([chunk async for chunk in self.body(headers, "GET")])
+
     async def receive_file(self, headers, path, offset, create, url):
         """Write the body to the file at `path` from `offset` (a new file when `create`)."""
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC if create else os.O_WRONLY, 0o600)
         except OSError as exc:
-            raise _local_write_error(exc, url, path) from exc
+            raise local_write_error(exc, url, path) from exc
         try:
             async for chunk in self.body(headers, "GET"):
                 try:
@@ -1019,7 +1056,7 @@ class _Connection:
                     while written < len(chunk):
                         written += os.pwrite(fd, memoryview(chunk)[written:], offset + written)
                 except OSError as exc:
-                    raise _local_write_error(exc, url, path) from exc
+                    raise local_write_error(exc, url, path) from exc
                 offset += len(chunk)
         finally:
             os.close(fd)
@@ -1070,7 +1107,7 @@ def _reserve(path, size, url):
         os.posix_fallocate(fd, 0, size)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise _local_write_error(exc, url, path) from exc
+            raise local_write_error(exc, url, path) from exc
     finally:
         os.close(fd)
 
@@ -1079,7 +1116,7 @@ def _write_empty(path, url):
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
     except OSError as exc:
-        raise _local_write_error(exc, url, path) from exc
+        raise local_write_error(exc, url, path) from exc
 
 
 def _open_upload(request):
@@ -1093,13 +1130,21 @@ def _open_upload(request):
         ) from None
 
 
-def _local_write_error(exc, url, path):
+def local_write_error(exc, url, path):
+    """The S3LocalFileError of failing to write `path`, the local copy of `url` (also when the
+    client writes a small download's file late, as its `path` is first asked for)."""
     import errno
 
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return S3LocalFileError(
             "no space left in %s to download %s" % (os.path.dirname(path), url),
             "Free space there, or point TMPDIR (or S3's tmproot) elsewhere",
+            path,
+        )
+    if exc.errno == errno.ENOENT:
+        return S3LocalFileError(
+            "cannot write %s to download %s: its folder is gone" % (path, url),
+            "Leave the client's temporary folder alone until the client closes",
             path,
         )
     return S3LocalFileError(
