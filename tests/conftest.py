@@ -58,3 +58,4 @@ def repo():
 # --- store fixtures ---
 from s3_server import s3_server, store_under_test  # noqa: E402,F401  (SeaweedFS on 127.0.0.1)
 from batch_server import batch_server, failing_batch_server  # noqa: E402,F401  (moto's AWS Batch on 127.0.0.1)
+from slurm_cluster import slurm_cluster  # noqa: E402,F401  (munged, slurmctld and slurmd on 127.0.0.1)
