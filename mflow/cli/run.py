@@ -136,7 +136,15 @@ def run_options(func):
                 default=16,
                 show_default=True,
                 envvar="MFLOW_MAX_WORKERS",
-                help="How many tasks run at once (also MFLOW_MAX_WORKERS).",
+                help="How many tasks run at once on this machine (also MFLOW_MAX_WORKERS).",
+            ),
+            click.option(
+                "--max-jobs",
+                type=click.IntRange(min=1),
+                default=256,
+                show_default=True,
+                envvar="MFLOW_MAX_JOBS",
+                help="How many tasks run at once as AWS Batch or Slurm jobs (also MFLOW_MAX_JOBS).",
             ),
             click.option(
                 "--max-num-splits",
@@ -179,7 +187,7 @@ def run_options(func):
 @click.argument("flow_file", metavar="FLOW.py", type=click.Path(dir_okay=False))
 @run_options
 @click.pass_context
-def run(ctx, flow_file, flow_name, max_workers, max_num_splits, tags, with_specs, run_id_file, log_format, store_url,
+def run(ctx, flow_file, flow_name, max_workers, max_jobs, max_num_splits, tags, with_specs, run_id_file, log_format, store_url,
         environment, **params):
     """Run FLOW.py: check its graph, then run every task as its own process.
 
@@ -210,7 +218,8 @@ def run(ctx, flow_file, flow_name, max_workers, max_num_splits, tags, with_specs
 @click.option("--dry-run", is_flag=True, help="Print the plan (steps cloned, steps run again) as JSON and run nothing.")
 @run_options
 @click.pass_obj
-def resume(console, flow_file, step, origin_run_id, new_run_id, dry_run, flow_name, max_workers, max_num_splits, tags,
+def resume(console, flow_file, step, origin_run_id, new_run_id, dry_run, flow_name, max_workers, max_jobs, max_num_splits,
+           tags,
            with_specs, run_id_file, log_format, store_url, environment):
     """Resume a run: a new run that clones what the origin run finished and runs the rest.
 
@@ -252,6 +261,7 @@ def execute(console, graph, flow_class, flow_file, values, given, store=None, pl
 
     options = RunOptions(
         max_workers=given["max_workers"],
+        max_jobs=given["max_jobs"],
         max_num_splits=given["max_num_splits"],
         user_tags=tuple(given["tags"]),
         run_id=run_id,

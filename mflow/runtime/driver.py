@@ -20,6 +20,7 @@ from mflow.task.capture import flush_python_streams
 from .planner import PARAMETERS_STEP, PARAMETERS_TASK_ID, RunPlanner, TaskOutcome
 
 DEFAULT_MAX_WORKERS = 16
+DEFAULT_MAX_JOBS = 256
 DEFAULT_MAX_NUM_SPLITS = 100
 KILL_GRACE_SECONDS = 5.0
 HEARTBEAT_SECONDS = 10.0
@@ -84,7 +85,8 @@ class RunEvents:
 
 
 class RunOptions(NamedTuple):
-    max_workers: int = DEFAULT_MAX_WORKERS
+    max_workers: int = DEFAULT_MAX_WORKERS  # tasks running at once on this machine
+    max_jobs: int = DEFAULT_MAX_JOBS  # tasks running at once as jobs of compute engines
     max_num_splits: int = DEFAULT_MAX_NUM_SPLITS
     user_tags: tuple = ()
     run_id: Optional[str] = None
@@ -264,8 +266,11 @@ class RunDriver:
                 self._retries = [r for r in self._retries if r.ready_at > now]
                 for retry in due:
                     self._queue.insert(0, retry)
-            while self._queue and self._busy() < self.options.max_workers and not self._failed:
-                item = self._queue.pop(0)
+            while self._queue and not self._failed:
+                index = self._next_launchable()
+                if index is None:
+                    break
+                item = self._queue.pop(index)
                 if isinstance(item, _Retry):
                     self._launch(item.spec, item.attempt, item.fallback)
                 elif not self._clone(item):
@@ -297,6 +302,21 @@ class RunDriver:
             self.events.progress(self.counts())
             if self._failed and (self._running or self._remote.active):
                 self._stop_all("failed")
+
+    def _next_launchable(self):
+        """Index of the first queued item with room to run (local tasks and jobs are counted
+        apart: a full cluster queue does not hold back local tasks), or None."""
+        local_room = len(self._running) < self.options.max_workers
+        if not self._remote.used:
+            return 0 if local_room else None
+        remote_room = len(self._remote.active) < self.options.max_jobs
+        for index, item in enumerate(self._queue):
+            spec = item.spec if isinstance(item, _Retry) else item
+            if (remote_room if self._remote.remote(spec.step) else local_room):
+                return index
+            if not local_room and not remote_room:
+                return None
+        return None
 
     def _busy(self):
         return len(self._running) + len(self._remote.active)

@@ -22,6 +22,10 @@ LOG_POLL_SECONDS = 2.0
 #: How long the driver waits, after a job reports success, for the task's end record to
 #: show in the store before it calls the attempt lost (also MFLOW_REMOTE_RESULT_GRACE).
 RESULT_GRACE_SECONDS = 60.0
+#: Seconds between two reads of the active tasks' end records on a folder store.
+RECORD_CHECK_SECONDS = 0.1
+#: How long an engine may fail to answer polls before the run gives up on it.
+POLL_PATIENCE_SECONDS = 120.0
 #: Variables a worker's mflow-task needs to reach the same store as the driver. Credentials
 #: are not among them: a worker gets its own (an AWS Batch job role, a cluster's account).
 PASSED_VARIABLES = ("AWS_DEFAULT_REGION", "AWS_REGION", "MFLOW_CODE_SUFFIXES", "MFLOW_STALE_AFTER")
@@ -56,10 +60,13 @@ class RemoteTasks:
         self.active = {}  # job id -> RemoteAttempt
         self._finished_at = {}  # job id -> (time the engine said it finished, JobState)
         self._last_poll = {}
+        self._last_records = 0.0
         self._last_logs = 0.0
         self._log_offsets = {}  # (job id, stream) -> bytes passed on
         self._log_keys = {}  # job id -> the logs record's blob keys last read
         self.result_grace = float(self.environ.get("MFLOW_REMOTE_RESULT_GRACE", RESULT_GRACE_SECONDS))
+        self.poll_patience = POLL_PATIENCE_SECONDS
+        self._poll_failing_since = {}  # engine -> when its polls started failing
 
     @property
     def used(self):
@@ -134,10 +141,21 @@ class RemoteTasks:
     # --- watching ----------------------------------------------------------------------------
 
     def poll(self, meta, now=None):
-        """[(RemoteAttempt, TaskResult or None, JobState)] of the attempts that ended. A None
-        result means the job ended without the task recording its end: the attempt is lost."""
+        """[(RemoteAttempt, TaskResult or None, JobState or None)] of the attempts that ended.
+        A None result means the job ended without the task recording its end: it is lost.
+
+        A task's end record says it ended; the engine is asked every poll_interval of its own.
+        On a folder store, reading the records is cheap, so they are read on every call and
+        the driver moves on as soon as a task ends, not at the engine's next poll."""
         now = now or time.time()
         ended = []
+        if not self.store.backend.remote and now - self._last_records >= RECORD_CHECK_SECONDS:
+            self._last_records = now
+            for remote in list(self.active.values()):
+                end = _attempt_end(meta, remote)
+                if end is not None:
+                    ended.append((remote, _result_of(remote, end), None))
+                    self._forget(remote)
         by_engine = {}
         for job_id, remote in self.active.items():
             by_engine.setdefault(remote.executor, []).append(job_id)
@@ -146,23 +164,35 @@ class RemoteTasks:
             if now - self._last_poll.get(name, 0.0) < executor.poll_interval:
                 continue
             self._last_poll[name] = now
-            states = executor.poll(job_ids)
+            try:
+                states = executor.poll(job_ids)
+            except ExecutorError:
+                # An engine that does not answer for a moment (a busy controller, a
+                # throttled API) is asked again next time; one silent for long ends the run.
+                first = self._poll_failing_since.setdefault(name, now)
+                if now - first >= self.poll_patience:
+                    raise
+                continue
+            self._poll_failing_since.pop(name, None)
             for job_id in job_ids:
                 state = states.get(job_id)
                 remote = self.active[job_id]
                 end = _attempt_end(meta, remote)
                 if end is not None:
                     ended.append((remote, _result_of(remote, end), state))
+                    self._forget(remote)
                 elif state is not None and state.finished:
                     first_seen, _ = self._finished_at.setdefault(job_id, (now, state))
                     # A success with no end record yet: the store may lag; anything else
                     # ended before mflow-task could record it (killed, out of memory, no Python).
                     if state.state != SUCCEEDED or now - first_seen >= self.result_grace:
                         ended.append((remote, None, state))
-        for remote, _result, _state in ended:
-            self.active.pop(remote.job_id, None)
-            self._finished_at.pop(remote.job_id, None)
+                        self._forget(remote)
         return ended
+
+    def _forget(self, remote):
+        self.active.pop(remote.job_id, None)
+        self._finished_at.pop(remote.job_id, None)
 
     def overdue(self, grace, now=None):
         """Attempts running past their timeout plus `grace` (the engine should have ended them)."""
