@@ -240,7 +240,7 @@ def test_environment_local_ignores_the_decorators(runner, env_cache):
 )
 def test_bad_packages_fail_before_any_task(runner, spec, message, installer):
     if installer == "uv" and shutil.which("uv", path=os.path.dirname(sys.executable)) is None:
-        pytest.skip("uv is not installed (pip install uv)")
+        pytest.fail("uv is not installed in the test venv: install the test extra (`scripts/test` does)")
     flow = runner.write(BAD.replace("SPEC", spec))
     result = runner.call("run", flow, env={"MFLOW_ENV_INSTALLER": installer})
     assert result.returncode == 3, result.stderr

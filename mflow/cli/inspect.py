@@ -5,7 +5,7 @@ Porcelain over the client API and the metadata; scripts use mflow-store and mflo
 
 import click
 
-from .meta import chosen_namespace, human_duration, meta_store, namespace_options, tag_runs
+from .meta import change_run_tags, chosen_namespace, human_duration, meta_store, namespace_options
 from .options import common_options, json_option, store_option
 from .output import arguments, emit_rows, open_store
 
@@ -248,10 +248,9 @@ def tag_add(console, run, tags, store_url):
     from mflow.meta.tags import validate_tags
 
     validate_tags(tags, "add")
-    meta = meta_store(console, store_url)
-    with meta.store:
-        for spec in tag_runs(console, run):
-            _say_tags(console, spec, meta.add_tags(spec.flow, spec.run_id, tags))
+    change_run_tags(
+        console, store_url, run, lambda meta, spec: meta.add_tags(spec.flow, spec.run_id, tags), _say_tags
+    )
 
 
 @tag.command(name="remove")
@@ -272,10 +271,9 @@ def tag_remove(console, run, tags, store_url):
     from mflow.meta.tags import validate_tags
 
     validate_tags(tags, "remove")
-    meta = meta_store(console, store_url)
-    with meta.store:
-        for spec in tag_runs(console, run):
-            _say_tags(console, spec, meta.remove_tags(spec.flow, spec.run_id, tags))
+    change_run_tags(
+        console, store_url, run, lambda meta, spec: meta.remove_tags(spec.flow, spec.run_id, tags), _say_tags
+    )
 
 
 @tag.command(name="replace")
@@ -296,10 +294,9 @@ def tag_replace(console, run, old, new, store_url):
 
     validate_tags([old], "remove")
     validate_tags([new], "add")
-    meta = meta_store(console, store_url)
-    with meta.store:
-        for spec in tag_runs(console, run):
-            _say_tags(console, spec, meta.replace_tags(spec.flow, spec.run_id, [old], [new]))
+    change_run_tags(
+        console, store_url, run, lambda meta, spec: meta.replace_tags(spec.flow, spec.run_id, [old], [new]), _say_tags
+    )
 
 
 @tag.command(name="list")

@@ -394,6 +394,15 @@ def tag_runs(console, run):
         yield parse(text, 2, 2)
 
 
+def change_run_tags(console, store_url, run, change, report):
+    """Apply `change(meta, spec)` (a MetaStore tag change; its RunTags) to each run RUN names
+    (stdin for `-`), and `report(console, spec, tags)` each result."""
+    meta = meta_store(console, store_url)
+    with meta.store:
+        for spec in tag_runs(console, run):
+            report(console, spec, change(meta, spec))
+
+
 def _report_tags(console, spec, tags):
     console.info("%s: user tags now %s" % (spec, ", ".join(tags.user) if tags.user else "(none)"))
 
@@ -418,10 +427,9 @@ def tag_add_command(console, run, tags, store_url):
     from mflow.meta.tags import validate_tags
 
     validate_tags(tags, "add")
-    meta = meta_store(console, store_url)
-    with meta.store:
-        for spec in tag_runs(console, run):
-            _report_tags(console, spec, meta.add_tags(spec.flow, spec.run_id, tags))
+    change_run_tags(
+        console, store_url, run, lambda meta, spec: meta.add_tags(spec.flow, spec.run_id, tags), _report_tags
+    )
 
 
 @tag_group.command(name="remove")
@@ -443,10 +451,9 @@ def tag_remove_command(console, run, tags, store_url):
     from mflow.meta.tags import validate_tags
 
     validate_tags(tags, "remove")
-    meta = meta_store(console, store_url)
-    with meta.store:
-        for spec in tag_runs(console, run):
-            _report_tags(console, spec, meta.remove_tags(spec.flow, spec.run_id, tags))
+    change_run_tags(
+        console, store_url, run, lambda meta, spec: meta.remove_tags(spec.flow, spec.run_id, tags), _report_tags
+    )
 
 
 @tag_group.command(name="replace")
@@ -467,10 +474,10 @@ def tag_replace_command(console, run, old, new, store_url):
 
     validate_tags([old], "remove")
     validate_tags([new], "add")
-    meta = meta_store(console, store_url)
-    with meta.store:
-        for spec in tag_runs(console, run):
-            _report_tags(console, spec, meta.replace_tags(spec.flow, spec.run_id, [old], [new]))
+    change_run_tags(
+        console, store_url, run, lambda meta, spec: meta.replace_tags(spec.flow, spec.run_id, [old], [new]),
+        _report_tags,
+    )
 
 
 @tag_group.command(name="list")
