@@ -105,6 +105,7 @@ def kill(console, run_id, my_runs, user, executors, wait, as_json):
     import time
 
     from mflow.errors import ExitCode, ParameterError
+    from mflow.runtime.executors.base import wait_finished
 
     from .output import emit_rows
 
@@ -119,14 +120,7 @@ def kill(console, run_id, my_runs, user, executors, wait, as_json):
                 continue
             console.err("Cancelling %d %s job(s)..." % (len(jobs), executor.name))
             executor.cancel([job.job_id for job in jobs], "cancelled by mflow batch kill")
-            states = {}
-            deadline = time.time() + wait
-            while True:
-                pending = [job.job_id for job in jobs if job.job_id not in states]
-                states.update({i: s for i, s in executor.poll(pending).items() if s.finished})
-                if len(states) == len(jobs) or time.time() >= deadline:
-                    break
-                time.sleep(min(1.0, executor.poll_interval))
+            states = wait_finished(executor, [job.job_id for job in jobs], time.time() + wait)
             for job in jobs:
                 state = states.get(job.job_id)
                 row = job._replace(state=state.state if state else job.state).to_json()

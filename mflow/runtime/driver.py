@@ -373,19 +373,12 @@ class RunDriver:
         prints to the two log files, and mflow-task's own errors to a third."""
         from mflow.task.decorators import with_texts
 
-        arguments = [sys.executable, "-m", "mflow.cli.task", self.flow_file, spec.step, "--flow", self.flow,
-                     "--run-id", self.run_id, "--task-id", str(spec.task_id), "--attempt", str(attempt),
-                     "--store", self.store.url, "--log-files", paths[0], paths[1]]
-        for ref in spec.inputs:
-            arguments += ["--input", ref]
-        if spec.split_index is not None:
-            arguments += ["--split-index", str(spec.split_index)]
-        for tag in self.options.user_tags:
-            arguments += ["--tag", tag]
-        for text in with_texts(self.options.with_decorators):
-            arguments += ["--with", text]
-        if fallback is not None:
-            arguments.append("--fallback")
+        from .remote import task_arguments
+
+        arguments = [sys.executable, "-m", "mflow.cli.task"] + task_arguments(
+            self.flow, self.store.url, self.flow_file, self.run_id, spec, attempt, fallback, self.options.user_tags,
+            with_texts(self.options.with_decorators),
+        ) + ["--log-files", paths[0], paths[1]]
         environ = dict(os.environ)
         environ.update(self.store.environ)
         environ["MFLOW_STORE"] = self.store.url
@@ -484,8 +477,6 @@ class RunDriver:
         self._handle_result(task, result)
 
     def _poll_remote(self):
-        from .remote import lost_reason
-
         for remote, result, state in self._remote.poll(self.meta):
             if self.options.stream_logs:
                 for pathspec, stream, line in self._remote.new_log_lines(final_for=remote):

@@ -13,7 +13,7 @@ from typing import NamedTuple, Optional
 from mflow.errors import ExecutorError, MflowError, NotFoundError
 
 from .executors import executor_name, make_executor
-from .executors.base import CANCELLED, SUCCEEDED, RemoteTask, merged_resources
+from .executors.base import CANCELLED, SUCCEEDED, RemoteTask, merged_resources, wait_finished
 
 #: Seconds between two copies of a remote task's output to the store.
 LIVE_LOG_SECONDS = 5.0
@@ -54,8 +54,8 @@ class RemoteTasks:
         self.environ = dict(os.environ if environ is None else environ)
         self.with_specs = tuple(with_specs)
         self._decorators_of = decorators_of
-        self.engine_of = {step: executor_name(decorators_of(step)) for step in steps}
-        self.engine_of = {step: name for step, name in self.engine_of.items() if name != "local"}
+        engines = {step: executor_name(decorators_of(step)) for step in steps}
+        self.engine_of = {step: name for step, name in engines.items() if name != "local"}  # remote steps only
         self._executors = {}
         self.active = {}  # job id -> RemoteAttempt
         self._finished_at = {}  # job id -> (time the engine said it finished, JobState)
@@ -111,21 +111,11 @@ class RemoteTasks:
         return job_id
 
     def _arguments(self, run_id, spec, attempt, fallback, tags):
-        arguments = ["--package", "--flow", self.flow, "--store", self.store.url, os.path.basename(self.flow_file),
-                     spec.step, "--run-id", str(run_id), "--task-id", str(spec.task_id)]
-        for ref in spec.inputs:
-            arguments += ["--input", ref]
-        if spec.split_index is not None:
-            arguments += ["--split-index", str(spec.split_index)]
-        arguments += ["--attempt", str(attempt)]
-        for tag in tags:
-            arguments += ["--tag", tag]
-        for text in self.with_specs:
-            arguments += ["--with", text]
-        if fallback is not None:
-            arguments.append("--fallback")
-        arguments += ["--live-logs", str(float(self.environ.get("MFLOW_LIVE_LOGS", LIVE_LOG_SECONDS)))]
-        return arguments
+        arguments = ["--package"] + task_arguments(
+            self.flow, self.store.url, os.path.basename(self.flow_file), run_id, spec, attempt, fallback, tags,
+            self.with_specs,
+        )
+        return arguments + ["--live-logs", str(float(self.environ.get("MFLOW_LIVE_LOGS", LIVE_LOG_SECONDS)))]
 
     def _environment(self, user):
         passed = {
@@ -272,27 +262,36 @@ class RemoteTasks:
         except ExecutorError:
             pass  # reported below as not stopped
         deadline = time.time() + wait
+        by_engine = {}
+        for remote in remotes:
+            by_engine.setdefault(remote.executor, []).append(remote.job_id)
         states = {}
-        while True:
-            pending = [r for r in remotes if r.job_id not in states]
-            by_engine = {}
-            for remote in pending:
-                by_engine.setdefault(remote.executor, []).append(remote.job_id)
-            for name, job_ids in by_engine.items():
-                try:
-                    found = self.executor(name).poll(job_ids)
-                except ExecutorError:
-                    found = {}
-                states.update({job_id: state for job_id, state in found.items() if state.finished})
-            if all(r.job_id in states for r in remotes) or time.time() >= deadline:
-                break
-            time.sleep(0.5)
+        for name, job_ids in by_engine.items():
+            states.update(wait_finished(self.executor(name), job_ids, deadline, errors=ExecutorError))
         self.active.clear()
         return [(remote, states.get(remote.job_id)) for remote in remotes]
 
     def close(self):
         for executor in self._executors.values():
             executor.close()
+
+
+def task_arguments(flow, store_url, flow_file, run_id, spec, attempt, fallback, tags, with_specs):
+    """mflow-task's arguments for one attempt of the planner's TaskSpec `spec`: the same
+    whether the driver starts it as a process or an engine runs it as a job."""
+    arguments = [flow_file, spec.step, "--flow", flow, "--store", store_url, "--run-id", str(run_id),
+                 "--task-id", str(spec.task_id), "--attempt", str(attempt)]
+    for ref in spec.inputs:
+        arguments += ["--input", ref]
+    if spec.split_index is not None:
+        arguments += ["--split-index", str(spec.split_index)]
+    for tag in tags:
+        arguments += ["--tag", tag]
+    for text in with_specs:
+        arguments += ["--with", text]
+    if fallback is not None:
+        arguments.append("--fallback")
+    return arguments
 
 
 def _attempt_end(meta, remote):

@@ -11,6 +11,7 @@ Every job carries flow, run, step, task, attempt and user in its name and tags/c
 """
 
 import re
+import time
 from typing import NamedTuple, Optional
 
 #: Job states, the same words for every engine.
@@ -169,6 +170,22 @@ class Executor:
 
     def close(self):
         """Release connections and temporary files."""
+
+
+def wait_finished(executor, job_ids, deadline, errors=()):
+    """{job_id: JobState} of those jobs the engine reports finished by `deadline` (a
+    time.time()), polling it until then. A poll raising one of `errors` counts as no news."""
+    states = {}
+    while True:
+        pending = [job_id for job_id in job_ids if job_id not in states]
+        try:
+            found = executor.poll(pending)
+        except errors:
+            found = {}
+        states.update({job_id: state for job_id, state in found.items() if state.finished})
+        if len(states) == len(job_ids) or time.time() >= deadline:
+            return states
+        time.sleep(min(0.5, executor.poll_interval))
 
 
 def job_name(flow, run_id, step, task_id, attempt):
