@@ -398,6 +398,7 @@ def _follow(console, store, meta, pathspec, wanted, attempt):
     """Print the output of the pathspec's tasks as it reaches the store (remote tasks copy
     theirs while they run), each byte once, until the run ends and every task is printed."""
     from mflow.errors import NotFoundError
+    from mflow.store.logs import unseen_output
     from mflow.store.pathspec import Pathspec
 
     printed = {}  # (task, attempt, stream) -> bytes printed
@@ -420,9 +421,7 @@ def _follow(console, store, meta, pathspec, wanted, attempt):
                 except NotFoundError:
                     continue
                 key = (task, chosen, stream)
-                fresh = data[printed.get(key, 0):]
-                if not ended:
-                    fresh = fresh[: fresh.rfind(b"\n") + 1]  # whole lines while it runs
+                fresh = unseen_output(data, printed.get(key, 0), ended)
                 if not fresh:
                     continue
                 printed[key] = printed.get(key, 0) + len(fresh)

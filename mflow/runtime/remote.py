@@ -206,7 +206,7 @@ class RemoteTasks:
         return lines
 
     def _read_logs(self, remote, final):
-        from mflow.store.logs import logs_record
+        from mflow.store.logs import logs_record, unseen_output
         from mflow.store.pathspec import Pathspec
 
         task = Pathspec.parse(remote.pathspec, 4, 4)
@@ -227,10 +227,7 @@ class RemoteTasks:
             except (KeyError, MflowError, OSError):
                 continue
             offset = self._log_offsets.get(key, 0)
-            fresh = data[offset:]
-            if not final:
-                cut = fresh.rfind(b"\n") + 1
-                fresh = fresh[:cut]
+            fresh = unseen_output(data, offset, final)
             self._log_offsets[key] = offset + len(fresh)
             text_lines = fresh.split(b"\n")
             if text_lines and text_lines[-1] == b"":

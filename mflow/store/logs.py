@@ -37,6 +37,13 @@ def _put(store, source):
     return store.blobs.put_stream(source)
 
 
+def unseen_output(data, offset, ended):
+    """The part of a log's bytes past `offset` ready to show: the rest when its attempt has
+    ended, else only whole lines (a running task may be mid-line)."""
+    fresh = data[offset:]
+    return fresh if ended else fresh[: fresh.rfind(b"\n") + 1]
+
+
 def logs_record(store, task, attempt):
     path = layout.logs_path(task, attempt)
     try:
