@@ -451,8 +451,6 @@ class RunDriver:
             self._finish(task, status)
 
     def _finish(self, task, status):
-        from mflow.task.runner import TaskResult
-
         if self.options.stream_logs:
             self._pass_on_logs(task, final=True)
         result = _read_result(task.result_path)
@@ -469,11 +467,9 @@ class RunDriver:
                 if said:
                     reason += ": " + said
             self._timed_out.discard(task.pid)
-            result = TaskResult(
-                task.pathspec, task.attempt, "failed", exit_code=exit_code_of(status), error=reason,
-                exception={"type": kind, "message": reason, "traceback": ""},
+            result = self._record_lost_attempt(
+                task, exit_code_of(status), reason, kind, os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
             )
-            self._record_lost_attempt(task, result, os.WTERMSIG(status) if os.WIFSIGNALED(status) else None)
         self._handle_result(task, result)
 
     def _poll_remote(self):
@@ -490,9 +486,6 @@ class RunDriver:
 
     def _lost_remote(self, remote, state):
         """Record the end of a remote attempt whose job ended before its task recorded one."""
-        from mflow.store.pathspec import Pathspec
-        from mflow.task.runner import TaskResult
-
         from .remote import lost_reason
 
         if remote.job_id in self._timed_out_jobs:
@@ -502,15 +495,7 @@ class RunDriver:
             kind = "JobLost"
         self._timed_out_jobs.discard(remote.job_id)
         exit_code = state.exit_code if state is not None and state.exit_code is not None else ExitCode.TASK_FAILED
-        result = TaskResult(
-            remote.pathspec, remote.attempt, "failed", exit_code=int(exit_code), error=reason,
-            exception={"type": kind, "message": reason, "traceback": ""},
-        )
-        self.meta.end_attempt(
-            Pathspec.parse(remote.pathspec, 4, 4), remote.attempt, "failed", exit_code=result.exit_code,
-            reason=reason, exception=result.exception, duration=time.time() - remote.started,
-        )
-        return result
+        return self._record_lost_attempt(remote, int(exit_code), reason, kind)
 
     def _handle_result(self, task, result):
         """Go on from an attempt's end: the next tasks, a retry, a @catch stand-in, or failure.
@@ -589,19 +574,27 @@ class RunDriver:
                 self._timed_out_jobs.update(r.job_id for r in overdue)
                 self._remote.cancel(overdue, "ran past its timeout")
 
-    def _record_lost_attempt(self, task, result, signal_number=None):
-        """The child died before recording its end (killed, crashed): record it here."""
+    def _record_lost_attempt(self, task, exit_code, reason, kind, signal_number=None):
+        """An attempt whose process or job ended before it recorded its end (killed, crashed,
+        lost): record the failure here, with a local task's logs; its TaskResult."""
         from mflow.store.pathspec import Pathspec
+        from mflow.task.runner import TaskResult
 
+        result = TaskResult(
+            task.pathspec, task.attempt, "failed", exit_code=exit_code, error=reason,
+            exception={"type": kind, "message": reason, "traceback": ""},
+        )
         pathspec = Pathspec.parse(task.pathspec, 4, 4)
-        try:
-            self.store.save_logs(pathspec, task.attempt, stdout=task.stdout_path, stderr=task.stderr_path)
-        except (MflowError, OSError):
-            pass  # the logs of a task killed mid-write may be unreadable; its end still counts
+        if isinstance(task, _Running):  # a job's logs are in the store already, as far as it got
+            try:
+                self.store.save_logs(pathspec, task.attempt, stdout=task.stdout_path, stderr=task.stderr_path)
+            except (MflowError, OSError):
+                pass  # the logs of a task killed mid-write may be unreadable; its end still counts
         self.meta.end_attempt(
             pathspec, task.attempt, "failed", exit_code=result.exit_code, reason=result.error,
             exception=result.exception, duration=time.time() - task.started, signal=signal_number,
         )
+        return result
 
     def _pass_on_logs(self, only=None, final=False):
         tasks = [only] if only is not None else list(self._running.values())
