@@ -46,25 +46,36 @@ class S3Settings(NamedTuple):
             environ.get("MFLOW_S3_ENDPOINT_URL") or None,
             _positive_int(environ, "MFLOW_S3_WORKERS", DEFAULT_WORKERS),
             _positive_int(environ, "MFLOW_S3_RETRIES", DEFAULT_ATTEMPTS),
-            _positive_float(environ, "MFLOW_S3_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
+            positive_float(environ, "MFLOW_S3_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
         )
+
+
+def aws_session(environ):
+    """A boto3 session from the standard AWS settings in `environ` (keys, token, profile)."""
+    import boto3.session
+
+    return boto3.session.Session(
+        aws_access_key_id=environ.get("AWS_ACCESS_KEY_ID") or None,
+        aws_secret_access_key=environ.get("AWS_SECRET_ACCESS_KEY") or None,
+        aws_session_token=environ.get("AWS_SESSION_TOKEN") or None,
+        profile_name=environ.get("AWS_PROFILE") or None,
+    )
+
+
+def configured_region(environ, session):
+    """The AWS region `environ` or the session's profile names, or None."""
+    return environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or session.region_name
 
 
 def make_client(settings, environ, region=None):
     """(boto3 session, S3 client) with mflow's timeouts, retries and connection pool, from the
     standard AWS settings in `environ`; `region` overrides the configured one. Raises boto3's
     own exceptions (a malformed endpoint URL, an unknown profile): callers name what failed."""
-    import boto3.session
     from botocore.config import Config
 
-    session = boto3.session.Session(
-        aws_access_key_id=environ.get("AWS_ACCESS_KEY_ID") or None,
-        aws_secret_access_key=environ.get("AWS_SECRET_ACCESS_KEY") or None,
-        aws_session_token=environ.get("AWS_SESSION_TOKEN") or None,
-        profile_name=environ.get("AWS_PROFILE") or None,
-    )
+    session = aws_session(environ)
     if region is None:
-        region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or session.region_name
+        region = configured_region(environ, session)
     if region is None and settings.endpoint:
         region = "us-east-1"  # S3-compatible servers accept any region; signing needs one
     config = Config(
@@ -572,10 +583,10 @@ class _S3Upload(Upload):
 
 
 def _positive_int(environ, name, default):
-    return int(_positive_float(environ, name, default))
+    return int(positive_float(environ, name, default))
 
 
-def _positive_float(environ, name, default):
+def positive_float(environ, name, default):
     text = environ.get(name)
     if not text:
         return default

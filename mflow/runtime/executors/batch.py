@@ -57,12 +57,12 @@ class BatchExecutor(Executor):
     name = NAME
 
     def __init__(self, environ, queues=()):
-        from mflow.store.s3 import _positive_float
+        from mflow.store.s3 import positive_float
 
         super().__init__(environ)
         self.endpoint = environ.get("MFLOW_BATCH_ENDPOINT_URL") or None
-        self.attempts = int(_positive_float(environ, "MFLOW_BATCH_RETRIES", DEFAULT_ATTEMPTS))
-        self.poll_interval = _positive_float(environ, "MFLOW_BATCH_POLL_SECONDS", DEFAULT_POLL_SECONDS)
+        self.attempts = int(positive_float(environ, "MFLOW_BATCH_RETRIES", DEFAULT_ATTEMPTS))
+        self.poll_interval = positive_float(environ, "MFLOW_BATCH_POLL_SECONDS", DEFAULT_POLL_SECONDS)
         self.program = shlex.split(environ.get("MFLOW_BATCH_PROGRAM") or DEFAULT_PROGRAM)
         #: The queues jobs() searches; empty: every job queue of the region.
         self.queues = list(queues)
@@ -80,18 +80,13 @@ class BatchExecutor(Executor):
 
     def _connect(self):
         """Set up the boto3 session and batch client; the session."""
-        import boto3.session
         from botocore.config import Config
 
-        environ = self.environ
+        from mflow.store.s3 import aws_session, configured_region
+
         try:
-            session = boto3.session.Session(
-                aws_access_key_id=environ.get("AWS_ACCESS_KEY_ID") or None,
-                aws_secret_access_key=environ.get("AWS_SECRET_ACCESS_KEY") or None,
-                aws_session_token=environ.get("AWS_SESSION_TOKEN") or None,
-                profile_name=environ.get("AWS_PROFILE") or None,
-            )
-            region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or session.region_name
+            session = aws_session(self.environ)
+            region = configured_region(self.environ, session)
             if region is None:
                 raise ExecutorError(
                     "no AWS region is set for AWS Batch", "Set AWS_DEFAULT_REGION (or a region in your AWS profile)",

@@ -65,10 +65,10 @@ class SlurmExecutor(Executor):
     name = NAME
 
     def __init__(self, environ):
-        from mflow.store.s3 import _positive_float
+        from mflow.store.s3 import positive_float
 
         super().__init__(environ)
-        self.poll_interval = _positive_float(environ, "MFLOW_SLURM_POLL_SECONDS", DEFAULT_POLL_SECONDS)
+        self.poll_interval = positive_float(environ, "MFLOW_SLURM_POLL_SECONDS", DEFAULT_POLL_SECONDS)
         self.output = environ.get("MFLOW_SLURM_OUTPUT") or _default_output(environ)
         self.extra = shlex.split(environ.get("MFLOW_SLURM_EXTRA") or "")
         self._folders = set()  # output folders made already
