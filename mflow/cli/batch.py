@@ -66,9 +66,9 @@ def list_jobs(console, run_id, my_runs, user, executors, include_finished, as_js
     """
     from .output import emit_rows
 
-    job_filter = _job_filter(run_id, my_runs, user, active_only=not include_finished, default_mine=True)
+    job_filter = _job_filter(console, run_id, my_runs, user, active_only=not include_finished, default_mine=True)
     rows = []
-    for executor in _executors(executors):
+    for executor in _executors(console, executors):
         try:
             rows.extend(job.to_json() for job in executor.jobs(job_filter))
         finally:
@@ -111,9 +111,9 @@ def kill(console, run_id, my_runs, user, executors, wait, as_json):
 
     if not (run_id or my_runs or user):
         raise ParameterError("mflow batch kill needs --run-id, --my-runs or --user", "Say whose jobs to cancel")
-    job_filter = _job_filter(run_id, my_runs, user, active_only=True, default_mine=False)
+    job_filter = _job_filter(console, run_id, my_runs, user, active_only=True, default_mine=False)
     stopped, not_stopped = [], []
-    for executor in _executors(executors):
+    for executor in _executors(console, executors):
         try:
             jobs = executor.jobs(job_filter)
             if not jobs:
@@ -139,7 +139,7 @@ def kill(console, run_id, my_runs, user, executors, wait, as_json):
     return ExitCode.OK
 
 
-def _job_filter(run_id, my_runs, user, active_only, default_mine):
+def _job_filter(console, run_id, my_runs, user, active_only, default_mine):
     from mflow.flow.current import resolve_username
     from mflow.runtime.executors.base import JobFilter
 
@@ -147,13 +147,12 @@ def _job_filter(run_id, my_runs, user, active_only, default_mine):
     if run_id and "/" in run_id:
         flow, _, run_id = run_id.partition("/")
     if my_runs or (default_mine and not (run_id or user)):
-        user = resolve_username()
+        user = resolve_username(console.environ)
     return JobFilter(flow=flow, run_id=run_id, user=user, active_only=active_only)
 
 
-def _executors(names):
+def _executors(console, names):
     """The executors to ask: those named, else every engine configured on this machine."""
-    import os
     import shutil
 
     from mflow.errors import ExecutorError
@@ -161,13 +160,13 @@ def _executors(names):
 
     if not names:
         names = []
-        if os.environ.get("MFLOW_BATCH_QUEUE"):
+        if console.environ.get("MFLOW_BATCH_QUEUE"):
             names.append("batch")
-        if shutil.which("squeue"):
+        if shutil.which("squeue", path=console.environ.get("PATH")):
             names.append("slurm")
         if not names:
             raise ExecutorError(
                 "no compute engine is configured here: MFLOW_BATCH_QUEUE is not set and Slurm's squeue is not on PATH",
                 "Set MFLOW_BATCH_QUEUE for AWS Batch, or run where Slurm is installed",
             )
-    return [make_executor(name, dict(os.environ)) for name in names]
+    return [make_executor(name, dict(console.environ)) for name in names]
