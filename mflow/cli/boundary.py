@@ -7,9 +7,6 @@ A user's mistake becomes one `Error: what happened. What to do.` line on stderr;
 import contextlib
 import os
 import sys
-import traceback
-
-import click
 
 from mflow.errors import ExitCode, MflowError
 
@@ -18,38 +15,51 @@ from .console import Console, StdoutClosed
 
 def run_cli(command, argv=None, console=None, prog_name=None):
     """Run `command` with `argv` and return its exit code; never raises."""
+    import click
+
     console = console or Console()
     args = list(sys.argv[1:] if argv is None else argv)
+    prog_name = prog_name or os.path.basename(sys.argv[0] or command.name)
+
+    def call():
+        try:
+            return command.main(args=args, prog_name=prog_name, standalone_mode=False, obj=console)
+        except click.exceptions.Exit as exc:
+            return exc.exit_code
+        except click.exceptions.UsageError as exc:
+            exc.show(file=console.stderr)
+            return ExitCode.USAGE
+        except click.exceptions.ClickException as exc:
+            console.err("Error: %s" % exc.format_message())
+            return exc.exit_code
+        except click.exceptions.Abort:
+            raise KeyboardInterrupt from None
+
+    return run_guarded(console, args, call)
+
+
+def run_guarded(console, args, call):
+    """Run `call()` (a command; returns an exit code, or None for success) as the process's
+    command with arguments `args`, turning every failure into an exit code; never raises."""
     if "--traceback" in args:
         console.traceback = True
-    prog_name = prog_name or os.path.basename(sys.argv[0] or command.name)
     # click writes help and usage errors through sys.stdout/sys.stderr; point them at the console.
     with contextlib.redirect_stdout(console.stdout), contextlib.redirect_stderr(console.stderr):
         try:
-            result = command.main(args=args, prog_name=prog_name, standalone_mode=False, obj=console)
+            result = call()
             code = result if isinstance(result, int) else ExitCode.OK
-        except click.exceptions.Exit as exc:
-            code = exc.exit_code
-        except click.exceptions.UsageError as exc:
-            exc.show(file=console.stderr)
-            code = ExitCode.USAGE
-        except click.exceptions.ClickException as exc:
-            console.err("Error: %s" % exc.format_message())
-            code = exc.exit_code
-        except (click.exceptions.Abort, KeyboardInterrupt):
+        except KeyboardInterrupt:
             console.err("Error: interrupted.")
             code = ExitCode.INTERRUPTED
         except MflowError as exc:
-            if console.traceback:
-                traceback.print_exc(file=console.stderr)
+            _show_traceback(console)
             console.err("Error: %s" % exc)
             code = exc.exit_code
         except (StdoutClosed, BrokenPipeError):
             _silence_stdout()
             code = ExitCode.BROKEN_PIPE
         except Exception as exc:  # a bug in mflow: say so and how to see more
-            if console.traceback:
-                traceback.print_exc(file=console.stderr)
+            _show_traceback(console)
             console.err(
                 "Error: internal error: %s: %s. Rerun with --traceback and report it."
                 % (type(exc).__name__, exc)
@@ -61,6 +71,13 @@ def run_cli(command, argv=None, console=None, prog_name=None):
             _silence_stdout()
             code = ExitCode.BROKEN_PIPE
     return int(code)
+
+
+def _show_traceback(console):
+    if console.traceback:
+        import traceback
+
+        traceback.print_exc(file=console.stderr)
 
 
 def _silence_stdout():

@@ -8,7 +8,7 @@ COMMANDS = {
     "mflow-graph": "mflow.cli.graph:cli",
     "mflow-store": "mflow.cli.store:cli",
     "mflow-meta": "mflow.cli.meta:cli",
-    "mflow-task": "mflow.cli.task:cli",
+    "mflow-task": "mflow.cli.task_command:cli",
 }
 
 

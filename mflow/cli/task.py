@@ -2,96 +2,136 @@
 
 Plumbing: one JSON line on stdout (schema 1) and an exit code the driver acts on; what
 the step prints goes to the store's logs and, live, to stderr.
+
+Every task a compute engine runs starts this command in a new interpreter, so its start-up
+is kept small: a well-formed command line is read by `parse_fast` from the table below,
+and click (mflow.cli.task_command: help, usage errors, unusual spellings) is loaded only
+for the rest. Tests check that both readings agree on every option.
 """
 
-import click
+import os
 
-from .boundary import entry_point
-from .options import common_options, environment_option, flow_name_option, store_option
+from .boundary import run_guarded
+from .console import Console
 from .output import open_store
 
-
-class TaskCommand(click.Command):
-    """mflow-task keeps its own arguments: switching to a step's environment re-runs them."""
-
-    def parse_args(self, ctx, args):
-        ctx.meta["mflow.task.argv"] = list(args)
-        return super().parse_args(ctx, args)
+# How each option takes its value: one, repeatable, a flag, counted, or two.
+ONE, MANY, FLAG, COUNT, PAIR = "one", "many", "flag", "count", "pair"
 
 
-@click.command(name="mflow-task", cls=TaskCommand, context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("flow_file", metavar="FLOW.py", type=click.Path(dir_okay=False))
-@click.argument("step")
-@click.option("--run-id", required=True, help="The run the task belongs to.")
-@click.option("--task-id", required=True, help="The task's id within the run.")
-@click.option(
-    "--input",
-    "inputs",
-    multiple=True,
-    metavar="PATHSPEC",
-    help="A task this one reads (Flow/run/step/task or step/task); a join takes several, in order.",
-)
-@click.option("--split-index", type=click.IntRange(min=0), help="Which item of the parent's foreach this task handles.")
-@click.option("--attempt", type=click.IntRange(min=0), default=0, show_default=True, help="The attempt number.")
-@click.option("--tag", "tags", multiple=True, metavar="TAG", help="A tag of the run, for current.tags (repeatable).")
-@click.option(
-    "--with",
-    "with_specs",
-    multiple=True,
-    metavar="DECORATOR[:K=V,...]",
-    help="Apply a step decorator the step lacks, as `mflow run --with` does (repeatable).",
-)
-@click.option(
-    "--fallback",
-    is_flag=True,
-    help="Run the step's @catch stand-in: store the previous attempt's failure and go on.",
-)
-@click.option(
-    "--package",
-    is_flag=True,
-    help="Take FLOW.py from the run's code package in the store (needs --flow), as a remote worker does.",
-)
-@click.option(
-    "--live-logs",
-    type=click.FloatRange(min=0.1),
-    metavar="SECONDS",
-    help="Copy the step's output to the store every SECONDS while it runs (for `mflow logs -f`).",
-)
-@click.option(
-    "--log-files",
-    nargs=2,
-    type=click.Path(dir_okay=False),
-    metavar="STDOUT STDERR",
-    help="Write the step's output to these two files instead of echoing it to stderr.",
-)
-@environment_option
-@flow_name_option
-@store_option
-@common_options
-@click.pass_obj
-def cli(console, flow_file, step, run_id, task_id, inputs, split_index, attempt, tags, with_specs, fallback, package,
-        live_logs, log_files, flow_name, store_url, environment):
-    """Run one attempt of task STEP of run --run-id, as `mflow run` does for every task.
+def _index(text):
+    if not text.isdigit() or not text.isascii():
+        raise ValueError(text)
+    return int(text)
 
-    The step's inputs load lazily from the store; what it sets on self is saved as the
-    attempt's artifacts, its output as the attempt's logs. stdout gets one JSON line:
-    pathspec, attempt, status, next steps, transition, foreach_splits, exit_code, error.
-    Exit status: 0 success, 10 failed (a retry may succeed), 11 failed for good.
 
-    Examples:
+def _seconds(text):
+    value = float(text)
+    if not value >= 0.1 or value != value or text.strip() != text:
+        raise ValueError(text)
+    return value
 
-      mflow-task flow.py start --run-id 1700000000000 --task-id 1
 
-      mflow-task flow.py train --run-id 1700000000000 --task-id 7 --input start/1 --split-index 3
+def _file(text):
+    if os.path.isdir(text):
+        raise ValueError(text)
+    return text
 
-      mflow-task flow.py join --run-id R --task-id 9 --input a/2 --input b/3 | jq .status
 
-      mflow-task --package --flow HelloFlow --store s3://bkt/mflow flow.py hello --run-id R --task-id 2 --input start/1
-    """
-    import os
+def _environment(text):
+    if text not in ("pypi", "local"):
+        raise ValueError(text)
+    return text
+
+
+#: option -> (parameter, how it takes its value, converter); a converter's ValueError hands
+#: the command line to click, which says what is wrong.
+TASK_OPTIONS = {
+    "--run-id": ("run_id", ONE, str),
+    "--task-id": ("task_id", ONE, str),
+    "--input": ("inputs", MANY, str),
+    "--split-index": ("split_index", ONE, _index),
+    "--attempt": ("attempt", ONE, _index),
+    "--tag": ("tags", MANY, str),
+    "--with": ("with_specs", MANY, str),
+    "--fallback": ("fallback", FLAG, None),
+    "--package": ("package", FLAG, None),
+    "--live-logs": ("live_logs", ONE, _seconds),
+    "--log-files": ("log_files", PAIR, _file),
+    "--environment": ("environment", ONE, _environment),
+    "--flow": ("flow_name", ONE, str),
+    "--store": ("store_url", ONE, str),
+    "--traceback": ("traceback", FLAG, None),
+    "-q": ("quiet", COUNT, None),
+    "--quiet": ("quiet", COUNT, None),
+    "-v": ("verbose", COUNT, None),
+    "--verbose": ("verbose", COUNT, None),
+}
+REQUIRED = ("run_id", "task_id")
+POSITIONAL = ("flow_file", "step")
+
+
+def parse_fast(argv, environ):
+    """mflow-task's parameters from a well-formed command line, as click would read them
+    (plus `quiet`, `verbose`, `traceback`); None for anything else, which click then reads."""
+    params = {"inputs": (), "tags": (), "with_specs": (), "split_index": None, "attempt": 0, "fallback": False,
+              "package": False, "live_logs": None, "log_files": None, "flow_name": None, "store_url": None,
+              "quiet": 0, "verbose": 0, "traceback": False}
+    positional = []
+    args = list(argv)
+    try:
+        if "MFLOW_ENVIRONMENT" in environ and environ["MFLOW_ENVIRONMENT"] != "":
+            params["environment"] = _environment(environ["MFLOW_ENVIRONMENT"])
+        else:
+            params["environment"] = "pypi"
+        index = 0
+        while index < len(args):
+            arg = args[index]
+            index += 1
+            if arg == "-" or arg == "--":
+                return None
+            if not arg.startswith("-"):
+                positional.append(arg)
+                continue
+            name, equals, attached = arg.partition("=")
+            if name not in TASK_OPTIONS or (equals and not name.startswith("--")):
+                return None
+            dest, kind, convert = TASK_OPTIONS[name]
+            if kind in (FLAG, COUNT):
+                if equals:
+                    return None
+                params[dest] = params[dest] + 1 if kind == COUNT else True
+                continue
+            width = 2 if kind == PAIR else 1
+            if equals:
+                if width != 1:
+                    return None
+                values = [attached]
+            else:
+                values = args[index:index + width]
+                index += width
+            if len(values) < width or (not equals and any(v.startswith("-") for v in values)):
+                return None
+            values = [convert(v) for v in values]
+            if kind == MANY:
+                params[dest] = params[dest] + (values[0],)
+            else:
+                params[dest] = tuple(values) if kind == PAIR else values[0]
+    except ValueError:
+        return None
+    if len(positional) != len(POSITIONAL) or any(p not in params for p in REQUIRED):
+        return None
+    if os.path.isdir(positional[0]):
+        return None
+    params.update(zip(POSITIONAL, positional))
+    return params
+
+
+def run_task(console, argv, flow_file, step, run_id, task_id, inputs, split_index, attempt, tags, with_specs,
+             fallback, package, live_logs, log_files, flow_name, store_url, environment):
+    """Run the task: mflow-task's work once its command line is read (by either reader)."""
+    import json  # not orjson: its import costs a task more than the one line it writes
     import tempfile
-
-    import orjson
 
     from mflow.errors import ExitCode, FlowFileError, PathspecError
     from mflow.graph import check_graph, load_graph
@@ -120,7 +160,7 @@ def cli(console, flow_file, step, run_id, task_id, inputs, split_index, attempt,
         if not refs:
             raise PathspecError("step %s needs --input: the task(s) it reads" % step, "Give --input step/task_id")
         store = store or open_store(console, store_url)
-        switched = _switch_environment(console, store, graph, step, run_id, environment, with_specs, workdir)
+        switched = _switch_environment(console, argv, store, graph, step, run_id, environment, with_specs, workdir)
         if switched is not None:
             return switched
         flow_class = load_flow_class(flow_file, graph.name)
@@ -138,7 +178,7 @@ def cli(console, flow_file, step, run_id, task_id, inputs, split_index, attempt,
                 decorators=decorators, fallback=failure, live_logs=live_logs,
             )
             result = task.run()
-        console.out(orjson.dumps(result.to_json()).decode("utf-8"))
+        console.out(json.dumps(result.to_json(), separators=(",", ":"), ensure_ascii=False))
     finally:
         import shutil
 
@@ -146,11 +186,14 @@ def cli(console, flow_file, step, run_id, task_id, inputs, split_index, attempt,
     return ExitCode(result.exit_code)
 
 
-def _switch_environment(console, store, graph, step, run_id, environment, with_specs, workdir):
+def _switch_environment(console, argv, store, graph, step, run_id, environment, with_specs, workdir):
     """Run this same mflow-task in the step's environment (mflow.env.task_python): exec its
     interpreter when this process is mflow-task's own, else run it as a child. None when the
     step runs here."""
-    import os
+    from mflow.env.spec import static_uses_environment
+
+    if environment == "local" or not static_uses_environment(graph, step, with_specs):
+        return None  # the common case, decided without loading the environment machinery
     import shutil
     import subprocess
     import sys
@@ -162,7 +205,7 @@ def _switch_environment(console, store, graph, step, run_id, environment, with_s
     if found is None:
         return None
     python, env_id = found
-    command = [python, "-m", "mflow.cli.task"] + click.get_current_context().meta["mflow.task.argv"]
+    command = [python, "-m", "mflow.cli.task"] + list(argv)
     environ = dict(console.environ)
     environ[ACTIVE_VARIABLE] = env_id
     if _PROCESS.get("own"):
@@ -178,8 +221,6 @@ def _switch_environment(console, store, graph, step, run_id, environment, with_s
 
 def _unpack_code(store, flow_name, run_id, flow_file, destination):
     """Unpack run `run_id`'s code package into `destination`; the path of FLOW.py in it."""
-    import os
-
     from mflow.errors import FlowFileError, ParameterError
 
     if not flow_name:
@@ -230,14 +271,25 @@ def _input_ref(flow, run_id, text):
 
 
 _PROCESS = {}
-_entry_point = entry_point(cli)
 
 
 def main(argv=None, console=None):
     """bin/mflow-task and `python -m mflow.cli.task`: the process is the task's own, so a
     step's environment is entered by exec."""
+    import sys
+
     _PROCESS["own"] = True
-    _entry_point(argv, console)
+    console = console or Console()
+    args = list(sys.argv[1:] if argv is None else argv)
+    params = parse_fast(args, console.environ)
+    if params is None:
+        from .boundary import run_cli
+        from .task_command import cli
+
+        sys.exit(run_cli(cli, args, console))
+    console.verbosity += params.pop("verbose") - params.pop("quiet")
+    params.pop("traceback")
+    sys.exit(run_guarded(console, args, lambda: run_task(console, args, **params)))
 
 
 if __name__ == "__main__":

@@ -4,18 +4,51 @@ Plain data built by mflow.graph.parse and completed by mflow.graph.analyze; noth
 imports or runs the flow.
 """
 
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional
-
 SCHEMA_VERSION = 1
+_REQUIRED = object()
 
 
-@dataclass
-class Problem:
+class _Plain:
+    """Plain data from FIELDS, (name, default) pairs: keyword or positional construction,
+    equality and repr, as dataclasses would give; a default of `list` or `dict` is a new
+    one per object. (Every task reads the graph: dataclasses' import and code generation
+    would cost each one more than the graph itself.)"""
+
+    FIELDS = ()
+    __hash__ = None
+
+    def __init__(self, *args, **kwargs):
+        if len(args) > len(self.FIELDS):
+            raise TypeError("%s() takes at most %d arguments" % (type(self).__name__, len(self.FIELDS)))
+        for (name, _), value in zip(self.FIELDS, args):
+            setattr(self, name, value)
+        for name, default in self.FIELDS[len(args):]:
+            if name in kwargs:
+                value = kwargs.pop(name)
+            elif default is _REQUIRED:
+                raise TypeError("%s() needs %s" % (type(self).__name__, name))
+            else:
+                value = default() if default in (list, dict) else default
+            setattr(self, name, value)
+        if kwargs:
+            raise TypeError("%s() got unexpected %s" % (type(self).__name__, ", ".join(sorted(kwargs))))
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name, _ in self.FIELDS)
+
+    def __repr__(self):
+        return "%s(%s)" % (type(self).__name__, ", ".join("%s=%r" % (n, getattr(self, n)) for n, _ in self.FIELDS))
+
+
+class Problem(_Plain):
     """One broken graph rule, reported as FILE:LINE: error: message."""
 
-    line: int
-    message: str
+    FIELDS = (
+        ("line", _REQUIRED),  # int
+        ("message", _REQUIRED),  # str
+    )
 
     def format(self, path):
         return "%s:%d: error: %s" % (path, self.line, self.message)
@@ -24,56 +57,59 @@ class Problem:
         return {"line": self.line, "message": self.message}
 
 
-@dataclass
-class Decorator:
+class Decorator(_Plain):
     """A decorator on a step or the flow class, with its keyword arguments.
 
     `args` holds literal values; arguments whose value is an expression hold its source
     text and are named in `nonliteral`.
     """
 
-    name: str
-    line: int
-    args: Dict[str, object] = field(default_factory=dict)
-    nonliteral: List[str] = field(default_factory=list)
-    positional: int = 0
+    FIELDS = (
+        ("name", _REQUIRED),  # str
+        ("line", _REQUIRED),  # int
+        ("args", dict),  # Dict[str, object]
+        ("nonliteral", list),  # List[str]
+        ("positional", 0),  # int
+    )
 
     def as_dict(self):
         return {"name": self.name, "args": self.args, "nonliteral": self.nonliteral, "line": self.line}
 
 
-@dataclass
-class Transition:
+class Transition(_Plain):
     """The self.next(...) call that ends a step.
 
     kind is "linear" (one target), "split" (several), "foreach" (one target and a
     foreach variable) or "switch" (a dict of cases and a condition variable).
     """
 
-    kind: str
-    line: int
-    targets: List[str] = field(default_factory=list)
-    foreach: Optional[str] = None
-    condition: Optional[str] = None
-    cases: Optional[Dict[str, str]] = None
+    FIELDS = (
+        ("kind", _REQUIRED),  # str
+        ("line", _REQUIRED),  # int
+        ("targets", list),  # List[str]
+        ("foreach", None),  # Optional[str]
+        ("condition", None),  # Optional[str]
+        ("cases", None),  # Optional[Dict[str, str]]
+    )
 
 
-@dataclass
-class StepNode:
+class StepNode(_Plain):
     """One @step method and what the analysis learned about its place in the graph."""
 
-    name: str
-    line: int
-    doc: Optional[str] = None
-    arg_names: List[str] = field(default_factory=list)
-    decorators: List[Decorator] = field(default_factory=list)
-    transition: Optional[Transition] = None
-    # Set by analyze():
-    type: str = "linear"
-    in_steps: List[str] = field(default_factory=list)
-    matching_join: Optional[str] = None  # for a split or foreach: the join that closes it
-    split: Optional[str] = None  # for a join: the split or foreach it closes
-    split_parents: List[str] = field(default_factory=list)  # enclosing splits, outermost first
+    FIELDS = (
+        ("name", _REQUIRED),  # str
+        ("line", _REQUIRED),  # int
+        ("doc", None),  # Optional[str]
+        ("arg_names", list),  # List[str]
+        ("decorators", list),  # List[Decorator]
+        ("transition", None),  # Optional[Transition]
+        # Set by analyze():
+        ("type", "linear"),  # str
+        ("in_steps", list),  # List[str]
+        ("matching_join", None),  # Optional[str]: for a split or foreach: the join that closes it
+        ("split", None),  # Optional[str]: for a join: the split or foreach it closes
+        ("split_parents", list),  # List[str]: enclosing splits, outermost first
+    )
 
     @property
     def is_join(self):
@@ -90,21 +126,22 @@ class StepNode:
         return None
 
 
-@dataclass
-class ParameterInfo:
+class ParameterInfo(_Plain):
     """A Parameter or IncludeFile declared on the flow class."""
 
-    attribute: str
-    name: Optional[str]
-    kind: str  # "Parameter" or "IncludeFile"
-    line: int
-    type: str = "str"
-    default: object = None
-    default_literal: bool = True
-    has_default: bool = False
-    help: Optional[str] = None
-    required: bool = False
-    separator: Optional[str] = None
+    FIELDS = (
+        ("attribute", _REQUIRED),  # str
+        ("name", _REQUIRED),  # Optional[str]
+        ("kind", _REQUIRED),  # str: "Parameter" or "IncludeFile"
+        ("line", _REQUIRED),  # int
+        ("type", "str"),  # str
+        ("default", None),  # object
+        ("default_literal", True),  # bool
+        ("has_default", False),  # bool
+        ("help", None),  # Optional[str]
+        ("required", False),  # bool
+        ("separator", None),  # Optional[str]
+    )
 
     def as_dict(self):
         return {
@@ -122,18 +159,19 @@ class ParameterInfo:
         }
 
 
-@dataclass
-class FlowGraph:
+class FlowGraph(_Plain):
     """A flow class as the static parser sees it."""
 
-    path: str
-    name: str
-    line: int
-    doc: Optional[str] = None
-    decorators: List[Decorator] = field(default_factory=list)
-    parameters: List[ParameterInfo] = field(default_factory=list)
-    steps: Dict[str, StepNode] = field(default_factory=dict)
-    problems: List[Problem] = field(default_factory=list)
+    FIELDS = (
+        ("path", _REQUIRED),  # str
+        ("name", _REQUIRED),  # str
+        ("line", _REQUIRED),  # int
+        ("doc", None),  # Optional[str]
+        ("decorators", list),  # List[Decorator]
+        ("parameters", list),  # List[ParameterInfo]
+        ("steps", dict),  # Dict[str, StepNode]
+        ("problems", list),  # List[Problem]
+    )
 
     def __getitem__(self, name):
         return self.steps[name]

@@ -215,7 +215,9 @@ class MetaStore:
 
     def _read(self, path):
         data = self._get(path)
-        return _loads(data, path, self.url) if data is not None else None
+        # One record: the standard json module, as a task reads a few and orjson costs it
+        # more to import than it saves; the listings read many with orjson.
+        return _loads(data, path, self.url, json.loads) if data is not None else None
 
     def _pointer(self, flow, successful, user=None):
         return PointerLog(self.backend, paths.pointer_prefix(flow, successful, user), _pointer_order)
@@ -1031,11 +1033,13 @@ def _record_order(path):
     return (folder_parts[-2], _id_order(folder_parts[-1]), -1 if kind[1] is None else kind[1], rank)
 
 
-def _loads(data, path, url):
-    import orjson
+def _loads(data, path, url, parse=None):
+    if parse is None:
+        import orjson
 
+        parse = orjson.loads
     try:
-        return orjson.loads(data)
+        return parse(data)
     except ValueError:
         from mflow.errors import CorruptBlobError
 

@@ -6,7 +6,6 @@ Writes go to tmp/ inside the store and are renamed into place, so they are atomi
 import errno
 import io
 import os
-import secrets
 import stat
 
 from mflow.errors import StoreError
@@ -74,7 +73,7 @@ class LocalBackend(ByteBackend):
         return _LocalUpload(self)
 
     def _new_temp(self):
-        name = "%d-%s.tmp" % (os.getpid(), secrets.token_hex(8))
+        name = "%d-%s.tmp" % (os.getpid(), os.urandom(8).hex())
         temp = os.path.join(self._tmp, name)
         for _ in range(2):
             try:

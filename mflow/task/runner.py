@@ -5,9 +5,7 @@ the same work wherever and however it is started.
 """
 
 import os
-import socket
 import time
-import traceback
 from typing import NamedTuple, Optional, Tuple
 
 from mflow.decospec import timeout_seconds
@@ -134,7 +132,7 @@ class TaskAttempt:
             self.pathspec,
             self.attempt,
             pid=os.getpid(),
-            host=socket.gethostname(),
+            host=os.uname().nodename,
             foreach_stack=[
                 {"step": f.step, "var": f.var, "index": f.index, "num_splits": f.num_splits} for f in stack
             ],
@@ -312,6 +310,8 @@ class TaskAttempt:
         except BaseException as exc:  # the step's own failure, whatever it raised
             if isinstance(exc, KeyboardInterrupt):
                 raise
+            import traceback
+
             trace = traceback.format_exc()
             _write_stderr(trace)
             retryable = not isinstance(exc, TransitionError)
