@@ -263,6 +263,64 @@ def test_a_refused_submission_is_one_line(executor, programs):
     assert "partition" in message
 
 
+def test_alike_tasks_go_as_one_job_array(executor, programs, tmp_path, slurm_cluster):  # noqa: F811
+    for task_id in ("20", "21", "22", "24"):
+        programs[task_id] = ["sh", "-c", 'echo "task %s index $SLURM_ARRAY_TASK_ID"; exit %d'
+                             % (task_id, 4 if task_id == "22" else 0)]
+    programs["23"] = ["sleep", "300"]
+    tasks = [remote_task(n, run_id="1900") for n in (20, 21, 22, 23)]
+    # Another attempt and another step are jobs of their own.
+    tasks += [remote_task(24, run_id="1900", attempt=1), remote_task(25, run_id="1900", step="other")]
+    programs["25"] = ["true"]
+    job_ids = executor.submit_many(tasks)
+    array_id = job_ids[0].split("_")[0]
+    assert job_ids[:4] == ["%s_%d" % (array_id, i) for i in range(4)]
+    assert all(job_id.isdigit() for job_id in job_ids[4:]) and len(set(job_ids)) == 6
+    (line,) = set(slurm_cluster.command("squeue", "-h", "--states=all", "-r", "-j", array_id, "-o", "%j|%k")
+                  .stdout.splitlines())
+    assert line == "mflow-SlurmTestFlow-1900-work-array-0|flow=SlurmTestFlow&run=1900&step=work&attempt=0" \
+                   "&user=tester&tasks=20-23"
+    wait_for(executor, job_ids[3:4], finished=False)
+    executor.cancel(job_ids[3:4])  # one element alone
+    states = wait_for(executor, job_ids)
+    assert [states[i].state for i in job_ids] == [base.SUCCEEDED, base.SUCCEEDED, base.FAILED, base.CANCELLED,
+                                                  base.SUCCEEDED, base.SUCCEEDED]
+    output = tmp_path / "slurm-output" / "SlurmTestFlow" / "1900" / ("work.array.0.%s.out" % job_ids[2])
+    assert states[job_ids[2]].exit_code == 4
+    assert states[job_ids[2]].reason == "FAILED: exited with code 4; its Slurm output: %s" % output
+    assert output.read_text() == "task 22 index 2\n"
+    listed = {info.job_id: info for info in executor.jobs(JobFilter(run_id="1900", active_only=False))}
+    assert {job_id: (listed[job_id].task_id, listed[job_id].attempt, listed[job_id].step) for job_id in job_ids} == {
+        job_ids[0]: ("20", 0, "work"), job_ids[1]: ("21", 0, "work"), job_ids[2]: ("22", 0, "work"),
+        job_ids[3]: ("23", 0, "work"), job_ids[4]: ("24", 1, "work"), job_ids[5]: ("25", 0, "other"),
+    }
+
+
+def test_array_size_is_capped_by_the_setting(slurm_cluster, programs, tmp_path):  # noqa: F811
+    for task_id in range(30, 35):
+        programs[str(task_id)] = ["true"]
+    environ = dict(os.environ, MFLOW_SLURM_OUTPUT=os.devnull, MFLOW_SLURM_ARRAY_MAX="2", **slurm_cluster.env)
+    job_ids = make_executor("slurm", environ).submit_many([remote_task(n, run_id="1901") for n in range(30, 35)])
+    arrays = [job_id.split("_")[0] for job_id in job_ids]
+    assert arrays[0] == arrays[1] != arrays[2] == arrays[3] != arrays[4] and "_" not in job_ids[4]
+    environ["MFLOW_SLURM_ARRAY_MAX"] = "1"
+    assert all("_" not in job_id for job_id in
+               make_executor("slurm", environ).submit_many([remote_task(n, run_id="1902") for n in (30, 31)]))
+    environ["MFLOW_SLURM_ARRAY_MAX"] = "many"
+    with pytest.raises(ExecutorError, match="MFLOW_SLURM_ARRAY_MAX is 'many', not a whole number"):
+        make_executor("slurm", environ)
+
+
+@pytest.mark.parametrize("ids, text", [
+    (["2", "3", "4", "5"], "2-5"),
+    (["7", "2", "3", "9", "10", "11", "x1"], "7,2-3,9-11,x1"),
+    (["1"], "1"),
+])
+def test_task_ids_of_an_array_are_written_compactly(ids, text):
+    assert slurm_module.compact_ids(ids) == text
+    assert slurm_module.expand_ids(text) == ids
+
+
 def test_zz_a_job_past_its_time_limit_times_out(time_limited_job):
     """Last in the module: the job submitted first has had its minute meanwhile."""
     executor, job_id, submitted = time_limited_job

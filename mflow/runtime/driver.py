@@ -275,11 +275,13 @@ class RunDriver:
                     self._launch(item.spec, item.attempt, item.fallback)
                 elif not self._clone(item):
                     self._launch(item)
+            if self._remote.queued:
+                self._remote.submit_queued()
             if self._failed and not self._running and not self._remote.active:
                 break
             timeout = 0.05 if self.options.stream_logs else 0.5
-            if self._remote.active and not self._running:
-                timeout = 0.2  # jobs are polled, not waited for
+            if self._remote.active:
+                timeout = min(timeout, self._remote.wait_seconds())  # jobs are polled, not waited for
             if self._retries and not self._queue:
                 timeout = max(0.0, min(timeout, min(r.ready_at for r in self._retries) - time.time()))
             self._wait(timeout)
@@ -309,7 +311,7 @@ class RunDriver:
         local_room = len(self._running) < self.options.max_workers
         if not self._remote.used:
             return 0 if local_room else None
-        remote_room = len(self._remote.active) < self.options.max_jobs
+        remote_room = len(self._remote.active) + len(self._remote.queued) < self.options.max_jobs
         for index, item in enumerate(self._queue):
             spec = item.spec if isinstance(item, _Retry) else item
             if (remote_room if self._remote.remote(spec.step) else local_room):

@@ -22,8 +22,10 @@ LOG_POLL_SECONDS = 2.0
 #: How long the driver waits, after a job reports success, for the task's end record to
 #: show in the store before it calls the attempt lost (also MFLOW_REMOTE_RESULT_GRACE).
 RESULT_GRACE_SECONDS = 60.0
-#: Seconds between two reads of the active tasks' end records on a folder store.
-RECORD_CHECK_SECONDS = 0.1
+#: Seconds between two reads of the active tasks' end records on a folder store, at least;
+#: with many tasks, no more than RECORD_READS_PER_SECOND reads a second.
+RECORD_CHECK_SECONDS = 0.02
+RECORD_READS_PER_SECOND = 2000.0
 #: How long an engine may fail to answer polls before the run gives up on it.
 POLL_PATIENCE_SECONDS = 120.0
 #: Variables a worker's mflow-task needs to reach the same store as the driver. Credentials
@@ -58,6 +60,7 @@ class RemoteTasks:
         self.engine_of = {step: name for step, name in engines.items() if name != "local"}  # remote steps only
         self._executors = {}
         self.active = {}  # job id -> RemoteAttempt
+        self.queued = []  # (RemoteTask, RemoteAttempt without its job) to submit
         self._finished_at = {}  # job id -> (time the engine said it finished, JobState)
         self._last_poll = {}
         self._last_records = 0.0
@@ -91,6 +94,8 @@ class RemoteTasks:
     # --- submitting --------------------------------------------------------------------------
 
     def submit(self, run_id, spec, attempt, pathspec, fallback, tags, timeout, user):
+        """Queue an attempt for submission; submit_queued() hands the queue to the engines,
+        so that attempts ready together go together (a foreach as one Slurm job array)."""
         name = self.engine_of[spec.step]
         decorators = self._decorators_of(spec.step)
         task = RemoteTask(
@@ -106,9 +111,19 @@ class RemoteTasks:
             options=dict(decorators[name]),
             timeout=timeout,
         )
-        job_id = self.executor(name).submit(task)
-        self.active[job_id] = RemoteAttempt(name, job_id, spec, attempt, pathspec, time.time(), timeout)
-        return job_id
+        self.queued.append((task, RemoteAttempt(name, None, spec, attempt, pathspec, None, timeout)))
+
+    def submit_queued(self):
+        """Submit the queued attempts, each engine's in one call; they are active after."""
+        by_engine = {}
+        for task, remote in self.queued:
+            by_engine.setdefault(remote.executor, []).append((task, remote))
+        self.queued = []
+        for name, items in by_engine.items():
+            job_ids = self.executor(name).submit_many([task for task, _ in items])
+            now = time.time()
+            for job_id, (_, remote) in zip(job_ids, items):
+                self.active[job_id] = remote._replace(job_id=job_id, started=now)
 
     def _arguments(self, run_id, spec, attempt, fallback, tags):
         arguments = ["--package"] + task_arguments(
@@ -139,7 +154,7 @@ class RemoteTasks:
         the driver moves on as soon as a task ends, not at the engine's next poll."""
         now = now or time.time()
         ended = []
-        if not self.store.backend.remote and now - self._last_records >= RECORD_CHECK_SECONDS:
+        if not self.store.backend.remote and now - self._last_records >= self._record_interval():
             self._last_records = now
             for remote in list(self.active.values()):
                 end = _attempt_end(meta, remote)
@@ -179,6 +194,19 @@ class RemoteTasks:
                         ended.append((remote, None, state))
                         self._forget(remote)
         return ended
+
+    def _record_interval(self):
+        return max(RECORD_CHECK_SECONDS, len(self.active) / RECORD_READS_PER_SECOND)
+
+    def wait_seconds(self, now=None):
+        """How long the driver may sleep before poll() has something to ask: the next read of
+        end records (folder stores) or the next engine poll, whichever comes first."""
+        now = now or time.time()
+        due = [self._last_poll.get(name, 0.0) + self.executor(name).poll_interval
+               for name in {remote.executor for remote in self.active.values()}]
+        if not self.store.backend.remote:
+            due.append(self._last_records + self._record_interval())
+        return max(0.0, min(due) - now) if due else 0.5
 
     def _forget(self, remote):
         self.active.pop(remote.job_id, None)

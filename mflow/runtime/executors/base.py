@@ -155,6 +155,11 @@ class Executor:
         """Submit one RemoteTask; the engine's job id (str). ExecutorError if refused."""
         raise NotImplementedError
 
+    def submit_many(self, tasks):
+        """Submit RemoteTasks that became ready together; their job ids, in order. Engines
+        that can submit many at once (Slurm's job arrays) do so."""
+        return [self.submit(task) for task in tasks]
+
     def poll(self, job_ids):
         """{job_id: JobState} for these jobs, in as few requests as the engine allows.
         A job the engine no longer knows is reported FAILED with a reason saying so."""

@@ -1,5 +1,10 @@
 """Slurm: a task attempt as one batch job running `mflow-task` with the cluster's Python.
 
+Attempts submitted together that differ only in their task (a foreach's) go as one job
+array: one sbatch instead of one each, and Slurm starts the array's jobs in one pass. Each
+element is a job of its own to squeue and scancel (`123_4`); the array's comment maps
+element indexes to task ids.
+
 Slurm's own commands (sbatch, squeue, scancel, sinfo, scontrol, sacct) with timeouts; they
 find the cluster as they always do (slurm.conf, SLURM_CONF). The nodes reach the store
 (S3, or a folder on a shared filesystem) and mflow through the shared filesystem.
@@ -16,7 +21,7 @@ from urllib.parse import parse_qsl, urlencode
 from mflow.errors import ExecutorError
 
 from .base import CANCELLED, FAILED, JOB_PREFIX, PENDING, RUNNING, SUCCEEDED, Executor, JobInfo, JobState
-from .base import parse_job_name
+from .base import job_name, parse_job_name
 
 NAME = "slurm"
 DEFAULT_POLL_SECONDS = 0.5
@@ -36,9 +41,13 @@ FAILED_REASONS = {
     "REVOKED": "was revoked by another cluster of its federation",
     "SPECIAL_EXIT": "ended in a special exit state",
 }
+#: Most elements in one job array (Slurm's default MaxArraySize allows indexes up to 1000);
+#: MFLOW_SLURM_ARRAY_MAX sets it, 1 (or 0) submits every attempt as a job of its own.
+ARRAY_MAX = 1000
 #: The fields poll and jobs read from squeue, `|`-separated; the free text comes last.
-POLL_FIELDS = ("JobID", "State", "exit_code", "TimeLimit", "MinMemory", "Reason", "STDOUT")
-LIST_FIELDS = ("JobID", "State", "exit_code", "TimeLimit", "MinMemory", "Name", "UserName", "SubmitTime", "Comment",
+#: JobArrayID is a job's id as sbatch gave it, `123`, or an array element's `123_4`.
+POLL_FIELDS = ("JobArrayID", "State", "exit_code", "TimeLimit", "MinMemory", "Reason", "STDOUT")
+LIST_FIELDS = ("JobArrayID", "State", "exit_code", "TimeLimit", "MinMemory", "Name", "UserName", "SubmitTime", "Comment",
                "Reason", "STDOUT")
 #: A driver inside a Slurm job (salloc, an interactive job) keeps these of its SLURM_*
 #: variables for the jobs it submits; the others describe its own job, not the new one.
@@ -71,6 +80,7 @@ class SlurmExecutor(Executor):
         self.poll_interval = positive_float(environ, "MFLOW_SLURM_POLL_SECONDS", DEFAULT_POLL_SECONDS)
         self.output = environ.get("MFLOW_SLURM_OUTPUT") or _default_output(environ)
         self.extra = shlex.split(environ.get("MFLOW_SLURM_EXTRA") or "")
+        self.array_max = _array_max(environ)
         self._folders = set()  # output folders made already
 
     # --- Slurm's commands ---------------------------------------------------------------------
@@ -102,15 +112,17 @@ class SlurmExecutor(Executor):
         return result.stdout
 
     def _squeue(self, action, fields, *args):
-        """[{field: value}] of the jobs squeue lists with `args`."""
-        out = self._run(action, ["squeue", "--noheader", "--Format=" + ",".join(f + ":|" for f in fields)]
+        """[{field: value}] of the jobs squeue lists with `args`, an array's elements one by
+        one; a job's id (JobArrayID) is under "JobID"."""
+        out = self._run(action, ["squeue", "--noheader", "--array", "--Format=" + ",".join(f + ":|" for f in fields)]
                         + list(args), ok_words=GONE_WORDS)
+        names = ["JobID" if f == "JobArrayID" else f for f in fields]
         rows = []
         for line in out.splitlines():
             # Every field ends in `|`, the last one too.
             values = (line[:-1] if line.endswith("|") else line).split("|", len(fields) - 1)
             if len(values) == len(fields):
-                rows.append(dict(zip(fields, (v.strip() for v in values))))
+                rows.append(dict(zip(names, (v.strip() for v in values))))
         return rows
 
     # --- before the run -----------------------------------------------------------------------
@@ -162,12 +174,15 @@ class SlurmExecutor(Executor):
 
     def sbatch_options(self, task):
         """sbatch's options for one RemoteTask, without the job's script."""
+        return (["--parsable", "--job-name=" + task.job_name, "--comment=" + job_comment(task.labels),
+                 "--output=" + self._output_path(task)] + self._shared_options(task))
+
+    def _shared_options(self, task):
+        """The options that do not name the task: the same for every element of an array."""
         options = task.options or {}
         resources = task.resources or {}
-        args = ["--parsable", "--job-name=" + task.job_name, "--comment=" + job_comment(task.labels),
-                "--output=" + self._output_path(task), "--export=ALL",
-                # mflow retries a task itself, as a new attempt with a new job.
-                "--no-requeue"]
+        # mflow retries a task itself, as a new attempt with a new job.
+        args = ["--export=ALL", "--no-requeue"]
         partition = self.partition(options)
         if partition:
             args.append("--partition=" + partition)
@@ -190,9 +205,10 @@ class SlurmExecutor(Executor):
             args.append("--time=%d" % minutes)
         return args + self.extra + list(options.get("extra") or ())
 
-    def _output_path(self, task):
-        """Where the job's own output goes: FOLDER/FLOW/RUN_ID/STEP.TASK.ATTEMPT.JOBID.out (the
-        store gets the task's logs; this keeps what happens before mflow-task starts)."""
+    def _output_path(self, task, array=False):
+        """Where the job's own output goes: FOLDER/FLOW/RUN_ID/STEP.TASK.ATTEMPT.JOBID.out, for
+        an array's element STEP.array.ATTEMPT.ARRAYID_INDEX.out (the store gets the task's
+        logs; this keeps what happens before mflow-task starts)."""
         if self.output == os.devnull:
             return os.devnull
         folder = os.path.join(self.output, task.flow, task.run_id)
@@ -205,6 +221,8 @@ class SlurmExecutor(Executor):
                     "Set MFLOW_SLURM_OUTPUT to a folder every node can write, or to /dev/null", executor=NAME,
                 ) from exc
             self._folders.add(folder)
+        if array:
+            return os.path.join(folder, "%s.array.%d.%%A_%%a.out" % (task.step, task.attempt))
         return os.path.join(folder, "%s.%s.%d.%%j.out" % (task.step, task.task_id, task.attempt))
 
     def job_environment(self, task):
@@ -217,12 +235,52 @@ class SlurmExecutor(Executor):
 
     def submit(self, task):
         script = "#!/bin/sh\nexec %s\n" % shlex.join(job_command(task, self.environ))
-        out = self._run("submit job %s" % task.job_name, ["sbatch"] + self.sbatch_options(task), stdin=script,
-                        environ=self.job_environment(task))
+        return self._sbatch(task.job_name, self.sbatch_options(task), script, self.job_environment(task))
+
+    def submit_many(self, tasks):
+        """Submit RemoteTasks; their job ids, in order. Tasks that differ only in their task
+        id go as job arrays of up to ARRAY_MAX elements."""
+        job_ids = [None] * len(tasks)
+        groups = {}
+        for index, task in enumerate(tasks):
+            environment = self.job_environment(task)
+            key = (task.flow, task.run_id, task.step, task.attempt, task.user, tuple(self._shared_options(task)),
+                   tuple(sorted(environment.items())))
+            groups.setdefault(key, []).append(index)
+        for indexes in groups.values():
+            for start in range(0, len(indexes), self.array_max):
+                chunk = indexes[start:start + self.array_max]
+                if len(chunk) == 1:
+                    job_ids[chunk[0]] = self.submit(tasks[chunk[0]])
+                    continue
+                array_id = self._submit_array([tasks[i] for i in chunk])
+                for element, index in enumerate(chunk):
+                    job_ids[index] = "%s_%d" % (array_id, element)
+        return job_ids
+
+    def _submit_array(self, tasks):
+        """One job array running `tasks` (alike but for their task ids); the array's job id.
+        Element i runs tasks[i], picked by the script from SLURM_ARRAY_TASK_ID."""
+        first = tasks[0]
+        name = array_name(first)
+        labels = dict(first.labels)
+        del labels["mflow.task"]
+        labels["mflow.tasks"] = compact_ids(task.task_id for task in tasks)
+        lines = ["#!/bin/sh", 'case "$SLURM_ARRAY_TASK_ID" in']
+        lines += ["%d) exec %s ;;" % (i, shlex.join(job_command(t, self.environ))) for i, t in enumerate(tasks)]
+        lines += ["esac", 'echo "mflow: job array %s has no task for index $SLURM_ARRAY_TASK_ID" >&2' % name,
+                  "exit 1", ""]
+        options = (["--parsable", "--array=0-%d" % (len(tasks) - 1), "--job-name=" + name,
+                    "--comment=" + job_comment(labels), "--output=" + self._output_path(first, array=True)]
+                   + self._shared_options(first))
+        return self._sbatch(name, options, "\n".join(lines), self.job_environment(first))
+
+    def _sbatch(self, name, options, script, environ):
+        out = self._run("submit job %s" % name, ["sbatch"] + options, stdin=script, environ=environ)
         job_id = out.strip().split(";")[0]
         if not job_id.isdigit():
             raise ExecutorError(
-                "cannot submit job %s: sbatch answered %r instead of a job id" % (task.job_name, out.strip()[:200]),
+                "cannot submit job %s: sbatch answered %r instead of a job id" % (name, out.strip()[:200]),
                 "Check the cluster's sbatch (sbatch --parsable --wrap true)", executor=NAME,
             )
         return job_id
@@ -255,16 +313,18 @@ class SlurmExecutor(Executor):
         try:
             out = self._run("ask Slurm's accounting about %d job(s)" % len(job_ids),
                             ["sacct", "--noheader", "--parsable2", "--allocations", "--jobs=" + ",".join(job_ids),
-                             "--format=JobIDRaw,State,ExitCode,Timelimit"])
+                             "--format=JobID,JobIDRaw,State,ExitCode,Timelimit"])
         except ExecutorError:
             out = ""  # accounting is off (no slurmdbd): nothing more to learn
         for line in out.splitlines():
             values = line.split("|")
-            if len(values) == 4 and values[0] in job_ids:
-                state = values[1].split()[0] if values[1] else ""
-                code, _, signal = values[2].partition(":")
-                found[values[0]] = job_state({"JobID": values[0], "State": state, "TimeLimit": values[3],
-                                              "exit_code": "%s:%s" % (code, signal or "0")})
+            # An array's element is `123_4` in JobID; a plain job is its JobIDRaw as well.
+            job_id = next((v for v in values[:2] if v in job_ids), None) if len(values) == 5 else None
+            if job_id is not None:
+                state = values[2].split()[0] if values[2] else ""
+                code, _, signal = values[3].partition(":")
+                found[job_id] = job_state({"JobID": job_id, "State": state, "TimeLimit": values[4],
+                                           "exit_code": "%s:%s" % (code, signal or "0")})
         for job_id in job_ids:
             if job_id not in found:
                 found[job_id] = JobState(job_id, FAILED, None, "Slurm no longer knows job %s (it finished longer "
@@ -291,8 +351,39 @@ class SlurmExecutor(Executor):
 
 
 def job_comment(labels):
-    """The job's identity as its Slurm comment: flow=F&run=R&step=S&task=T&attempt=A&user=U."""
+    """The job's identity as its Slurm comment: flow=F&run=R&step=S&task=T&attempt=A&user=U
+    (a job array: tasks=2-21 or 2-5,9, its elements' task ids in index order)."""
     return urlencode([(key.split(".", 1)[-1], value) for key, value in labels.items()])
+
+
+def array_name(task):
+    """A job array's name: its tasks' job name with `array` for the task id."""
+    return job_name(task.flow, task.run_id, task.step, "array", task.attempt)
+
+
+def compact_ids(task_ids):
+    """Task ids as a comment carries them: runs of consecutive numbers as `first-last`."""
+    parts = []
+    for task_id in task_ids:
+        text = str(task_id)
+        last = parts[-1] if parts else None
+        if last is not None and text.isdigit() and last[1].isdigit() and int(text) == int(last[1]) + 1:
+            parts[-1] = (last[0], text)
+        else:
+            parts.append((text, text))
+    return ",".join(first if first == last else "%s-%s" % (first, last) for first, last in parts)
+
+
+def expand_ids(text):
+    """The task ids compact_ids wrote, in order."""
+    ids = []
+    for part in (text or "").split(","):
+        first, _, last = part.partition("-")
+        if last and first.isdigit() and last.isdigit():
+            ids.extend(str(n) for n in range(int(first), int(last) + 1))
+        elif part:
+            ids.append(part)
+    return ids
 
 
 def time_limit_minutes(timeout_seconds, decorator_minutes):
@@ -335,6 +426,11 @@ def job_info(row):
     else from its name; the user is mflow's (from the comment), else Slurm's."""
     labels = dict(parse_qsl(row.get("Comment") or "")) if row.get("Comment") not in (None, "", "(null)") else {}
     identity = parse_job_name(row["Name"]) or (None,) * 5
+    if "tasks" in labels:  # an element of a job array: its task by its index
+        _, _, index = row["JobID"].partition("_")
+        tasks = expand_ids(labels["tasks"])
+        labels["task"] = tasks[int(index)] if index.isdigit() and int(index) < len(tasks) else None
+        identity = identity[:3] + (None,) + identity[4:]
     attempt = labels.get("attempt")
     state = job_state(row)
     return JobInfo(
@@ -371,7 +467,9 @@ def _output_of(row):
     path = row.get("STDOUT") or ""
     if not path or path == os.devnull or path == "(null)":
         return None
-    return path.replace("%j", row["JobID"]).replace("%x", row.get("Name") or "%x")
+    array_id, _, index = row["JobID"].partition("_")
+    return (path.replace("%j", row["JobID"]).replace("%A", array_id).replace("%a", index or "%a")
+            .replace("%x", row.get("Name") or "%x"))
 
 
 def _utc(text):
@@ -398,6 +496,18 @@ def _hint(said):
     if "account" in said.lower() or "qos" in said.lower():
         return "Give an account and QOS you may use: @slurm(account=..., qos=...) or MFLOW_SLURM_ACCOUNT"
     return "Check the @slurm settings and the cluster (sinfo, squeue)"
+
+
+def _array_max(environ):
+    text = environ.get("MFLOW_SLURM_ARRAY_MAX", "").strip()
+    if not text:
+        return ARRAY_MAX
+    if not text.isdigit():
+        raise ExecutorError(
+            "MFLOW_SLURM_ARRAY_MAX is %r, not a whole number" % text,
+            "Set it to the most tasks one Slurm job array may hold (1 or 0: no arrays)", executor=NAME,
+        )
+    return max(1, int(text))
 
 
 def _default_output(environ):
