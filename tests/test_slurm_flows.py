@@ -31,6 +31,15 @@ class SlurmRuns(FlowRuns):
         rows = [tuple(line.split("|")[:6]) for line in out.splitlines()]
         return sorted((r for r in rows if "-%s-" % run_id in r[1]), key=lambda r: r[1])
 
+    def finished_jobs(self, run_id):
+        """jobs(run_id) once none is pending, running or completing: the driver moves on when a
+        task records its end, which can be a moment before Slurm has finished its job."""
+        deadline = time.monotonic() + 30
+        while self.jobs(run_id, "PENDING,RUNNING,COMPLETING"):
+            assert time.monotonic() < deadline, self.jobs(run_id)
+            time.sleep(0.1)
+        return self.jobs(run_id)
+
     def wait_for_running(self, run_id, count, process):
         deadline = time.monotonic() + 60
         while len(self.jobs(run_id, "RUNNING")) < count:
@@ -101,7 +110,7 @@ def test_a_whole_flow_with_slurm(store, request, tmp_path, slurm_cluster):  # no
     assert runs.artifact("%s/word" % end["pathspec"]) == "squares"
 
     # Every task ran once, as a Slurm job that succeeded; each foreach task in its own job.
-    jobs = runs.jobs(run_id)
+    jobs = runs.finished_jobs(run_id)
     steps = sorted(name.split("-")[3] for _, name, *_ in jobs)
     assert steps == sorted(["start", "square", "each", "each", "each", "gather", "label", "meet", "end"]), jobs
     assert {(state, exit_code) for _, _, state, _, _, exit_code in jobs} == {("COMPLETED", "0")}
@@ -137,7 +146,7 @@ def test_slurm_on_one_step_only(runs):
     result = runs.command("run", path)
     assert result.returncode == 0, result.stderr
     pathspec = result.stdout.strip()
-    jobs = runs.jobs(pathspec.split("/")[1])
+    jobs = runs.finished_jobs(pathspec.split("/")[1])
     assert [(name.split("-")[3], partition) for _, name, _, partition, _, _ in jobs] == [("train", "other")]
     tasks = {t["step"]: t["pathspec"] for t in runs.tasks(pathspec)}
     assert runs.artifact("%s/cpus" % tasks["train"]) == "2"
@@ -149,7 +158,7 @@ def test_retry_of_a_failing_remote_task_is_a_new_job(runs):
     result = runs.command("run", path)
     assert result.returncode == 0, result.stderr
     pathspec = result.stdout.strip()
-    jobs = runs.jobs(pathspec.split("/")[1])
+    jobs = runs.finished_jobs(pathspec.split("/")[1])
     # Attempt 0 failed with mflow-task's "may retry" exit code, attempt 1 succeeded.
     assert [(name.rsplit("-", 1)[1], state, code) for _, name, state, _, _, code in jobs] == [
         ("0", "FAILED", str(10 << 8)), ("1", "COMPLETED", "0")]
@@ -181,7 +190,7 @@ def test_timeout_of_a_remote_task(runs):
     assert result.returncode == 1
     assert time.monotonic() - started < 60  # the step's own alarm, not Slurm's minute
     assert "timed out" in result.stderr.lower() or "timeout" in result.stderr.lower(), result.stderr
-    ((_, _, state, _, limit, _),) = runs.jobs((runs.dir / "run-id").read_text().strip())
+    ((_, _, state, _, limit, _),) = runs.finished_jobs((runs.dir / "run-id").read_text().strip())
     assert state == "FAILED" and limit == "1:00"  # Slurm's own limit: the timeout and its grace, in minutes
 
 
