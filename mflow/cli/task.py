@@ -27,7 +27,7 @@ def _index(text):
 
 def _seconds(text):
     value = float(text)
-    if not value >= 0.1 or value != value or text.strip() != text:
+    if not value >= 0.1 or text.strip() != text:  # NaN is not >= 0.1 either
         raise ValueError(text)
     return value
 
@@ -190,9 +190,9 @@ def _switch_environment(console, argv, store, graph, step, run_id, environment, 
     """Run this same mflow-task in the step's environment (mflow.env.task_python): exec its
     interpreter when this process is mflow-task's own, else run it as a child. None when the
     step runs here."""
-    from mflow.env.spec import static_uses_environment
+    from mflow.env.spec import may_enter_environment
 
-    if environment == "local" or not static_uses_environment(graph, step, with_specs):
+    if not may_enter_environment(graph, step, environment, with_specs):
         return None  # the common case, decided without loading the environment machinery
     import shutil
     import subprocess

@@ -217,9 +217,9 @@ def task_python(store, graph, step, run_id, environment="pypi", with_specs=(), e
     """(python, env id) that mflow-task must run `step` in, or None to run it here: with
     --environment local, for a step without @pypi/@pypi_base, inside its environment
     already, or for a run that recorded no lock."""
-    from .spec import static_uses_environment
+    from .spec import may_enter_environment
 
-    if environment == "local" or not static_uses_environment(graph, step, with_specs):
+    if not may_enter_environment(graph, step, environment, with_specs):
         return None
     if inside_environment(environ) is not None:
         return None

@@ -79,6 +79,12 @@ def step_specs(flow_class, graph, with_decorators=None):
     return specs
 
 
+def may_enter_environment(graph, step, environment, with_specs=()):
+    """Whether a task of `step` may run in an environment of its own: not with --environment
+    local, and only when the flow file gives the step one (decided without the store)."""
+    return environment != "local" and static_uses_environment(graph, step, with_specs)
+
+
 def static_uses_environment(graph, step, with_specs=()):
     """Whether the flow file, read statically, gives `step` an environment: a cheap test
     mflow-task makes before it reads the run's lock from the store."""

@@ -346,8 +346,8 @@ class RunDriver:
             # The engine ends the job a grace period after the step's own alarm, which
             # records the timeout as the step's failure first.
             limit = timeout + self.options.timeout_grace if timeout else None
-            self._remote.submit(self.run_id, spec, attempt, pathspec, fallback, self.options.user_tags, limit,
-                                resolve_username())
+            self._remote.enqueue(self.run_id, spec, attempt, pathspec, fallback, self.options.user_tags, limit,
+                                 resolve_username())
             self.events.task_started(pathspec, attempt)
             return
         base = os.path.join(self._log_dir, "%s.%s.%d" % (spec.step, spec.task_id, attempt))

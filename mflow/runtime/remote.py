@@ -93,7 +93,7 @@ class RemoteTasks:
 
     # --- submitting --------------------------------------------------------------------------
 
-    def submit(self, run_id, spec, attempt, pathspec, fallback, tags, timeout, user):
+    def enqueue(self, run_id, spec, attempt, pathspec, fallback, tags, timeout, user):
         """Queue an attempt for submission; submit_queued() hands the queue to the engines,
         so that attempts ready together go together (a foreach as one Slurm job array)."""
         name = self.engine_of[spec.step]
