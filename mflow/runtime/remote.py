@@ -6,11 +6,13 @@ status only says whether mflow-task got that far), streams its output from the l
 task copies to the store while it runs, and cancels its job when the run stops.
 """
 
+from __future__ import annotations
+
 import os
 import time
-from typing import NamedTuple, Optional
 
 from mflow.errors import ExecutorError, MflowError, NotFoundError
+from mflow.namedtuple import NamedTuple
 
 from .executors import executor_name, make_executor
 from .executors.base import CANCELLED, SUCCEEDED, RemoteTask, merged_resources, wait_finished
