@@ -76,6 +76,56 @@ def test_task_from_code_package_runs_anywhere(tick_run):
     assert logs.stdout == "tick 0\ntick 1\ntick 2\n"
 
 
+LITTER_FLOW = textwrap.dedent(
+    """
+    import os
+    from mflow import FlowSpec, step
+
+    class LitterFlow(FlowSpec):
+        @step
+        def start(self):
+            with open("made.txt", "w") as out:  # into the task's folder: its cwd
+                out.write("x")
+            os.makedirs("sub/deeper")
+            os.symlink(os.environ["OUTSIDE"], "link")
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+
+    if __name__ == "__main__":
+        LitterFlow()
+    """
+)
+
+
+@pytest.mark.parametrize("tmpdir", ["given", "missing"])
+def test_a_packaged_task_leaves_no_folder_behind(tmp_path, tmpdir):
+    """The task's own folder (code, output files, what the step wrote there) is removed at its
+    end, links in it removed and not followed; a TMPDIR that does not exist is no error."""
+    flow = tmp_path / "code" / "litterflow.py"
+    flow.parent.mkdir()
+    flow.write_text(LITTER_FLOW)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("kept")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = dict(os.environ, MFLOW_STORE=str(tmp_path / "store"), OUTSIDE=str(outside))
+    (tmp_path / "run").mkdir()
+    run = command("mflow", "run", flow, "-q", env=env, cwd=str(tmp_path / "run"))  # the run's own litter there
+    assert run.returncode == 0, run.stderr
+    run_id = run.stdout.strip().split("/")[1]
+    env["TMPDIR"] = str(temp if tmpdir == "given" else tmp_path / "no-such-folder")
+    result = command(
+        "mflow-task", "--package", "--flow", "LitterFlow", "litterflow.py", "start", "--run-id", run_id,
+        "--task-id", "7", env=env, cwd=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    assert list(temp.iterdir()) == [] and not (tmp_path / "no-such-folder").exists()
+    assert (outside / "keep.txt").read_text() == "kept"
+
 @pytest.mark.parametrize(
     "args, code, words",
     [

@@ -1,5 +1,6 @@
 """Task artifacts, code packages and logs, on a local folder and on S3."""
 
+import io
 import os
 import threading
 
@@ -143,6 +144,74 @@ def test_code_package_is_deterministic(store, tmp_path):
     with pytest.raises(NotFoundError):
         store.code_package("TrainFlow", "404")
 
+
+
+def test_code_package_unpacks_long_names_and_modes(tmp_path):
+    from mflow.store.code import build_code_package, extract_code_package
+
+    project = tmp_path / "project"
+    deep = project / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    (deep / "module.py").write_text("Y = 2\n")
+    (project / "run.py").write_text("#!/bin/sh\n")
+    (project / "run.py").chmod(0o755)
+    data, count = build_code_package(str(project))
+    out = tmp_path / "out"
+    names = extract_code_package(data, str(out))
+    long_name = "%s/%s/module.py" % ("d" * 60, "e" * 60)
+    assert count == 2 and names == [long_name, "run.py"]
+    assert (out / long_name).read_text() == "Y = 2\n"
+    assert os.access(out / "run.py", os.X_OK) and not os.access(out / long_name, os.X_OK)
+
+
+def _tar(add):
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as archive:
+        add(archive, tarfile)
+    return buffer.getvalue()
+
+
+def _file(archive, tarfile, name, data=b"x = 1\n"):
+    entry = tarfile.TarInfo(name)
+    entry.size = len(data)
+    archive.addfile(entry, io.BytesIO(data))
+
+
+@pytest.mark.parametrize("entry", ["../evil.py", "/abs.py", "a/../../evil.py", "link", "folder"])
+def test_code_package_refuses_unsafe_entries_before_writing(tmp_path, entry):
+    from mflow.store.code import extract_code_package
+
+    def add(archive, tarfile):
+        _file(archive, tarfile, "flow.py")
+        if entry == "link":
+            link = tarfile.TarInfo("link.py")
+            link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            archive.addfile(link)
+        elif entry == "folder":
+            folder = tarfile.TarInfo("folder")
+            folder.type = tarfile.DIRTYPE
+            archive.addfile(folder)
+        else:
+            _file(archive, tarfile, entry)
+
+    out = tmp_path / "out"
+    with pytest.raises(StoreError, match="unsafe entry"):
+        extract_code_package(_tar(add), str(out))
+    assert not out.exists() and not (tmp_path / "evil.py").exists()
+
+
+def test_code_package_damaged_is_refused(tmp_path):
+    from mflow.store.code import extract_code_package
+
+    data = _tar(lambda archive, tarfile: _file(archive, tarfile, "flow.py", b"y" * 2000))
+    flipped = bytearray(data)
+    flipped[10] ^= 0x01  # a byte of the first header's name
+    for damaged, why in ((bytes(flipped), "checksum"), (data[:1024], "truncated")):
+        with pytest.raises(StoreError, match="damaged: .*" + why):
+            extract_code_package(damaged, str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
 
 def test_logs_are_kept_verbatim(store, tmp_path):
     stdout = b"step start\n    indented line\n\ttabbed\ntrailing spaces   \n\n\nno newline at end"

@@ -27,6 +27,22 @@ def test_key_is_sha256_of_content(store):
         assert store.blobs.has(info.key)
 
 
+
+def test_sha256_matches_hashlib_across_the_switch_to_openssl():
+    from mflow.store import sha
+
+    for size in (0, 1, sha.SMALL - 1, sha.SMALL, sha.SMALL + 1, 3 * sha.SMALL):
+        data = os.urandom(size)
+        assert sha.sha256_hex(data) == hashlib.sha256(data).hexdigest()
+        # Written in pieces, one buffer reused for each: the kept bytes are copies.
+        digest, buffer, step = sha.Sha256(), bytearray(), 70_001
+        for start in range(0, size, step):
+            buffer[:] = data[start : start + step]
+            digest.update(memoryview(buffer))
+        buffer[:] = b"x" * len(buffer)
+        assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
+        assert digest.digest() == hashlib.sha256(data).digest()
+
 def test_compresses_only_where_it_pays(store):
     zeros = bytes(3 << 20)
     noise = os.urandom(3 << 20)

@@ -1,11 +1,14 @@
 """Build a locked environment on this machine, once: a venv under the cache holding exactly
 the lock's wheels, linked to mflow's runtime folder, marked complete only at the end."""
 
+from __future__ import annotations
+
 import hashlib
 import os
 import shutil
 import time
-from typing import NamedTuple
+
+from mflow.namedtuple import NamedTuple
 
 from .cache import FORMAT, MARKER, FileLock, cache_path, read_json, write_json
 from .runtime import link_runtime, runtime_site

@@ -1,11 +1,13 @@
 """The Python interpreters an environment can be built on: this one, or a `python=` version
 found on PATH (or by uv), described by version, implementation and platform."""
 
+from __future__ import annotations
+
 import os
 import sys
-from typing import NamedTuple, Optional
 
 from mflow.errors import EnvironmentSpecError
+from mflow.namedtuple import NamedTuple
 
 _PROBE = (
     "import json, sys, sysconfig; print(json.dumps({'version': '%d.%d.%d' % sys.version_info[:3], "

@@ -7,9 +7,10 @@ of the site folders (installing or removing a package changes them). On a cache 
 pays a few stat calls and one small file read; importlib.metadata is not imported.
 """
 
-import hashlib
 import os
 import sys
+
+from mflow.store.sha import sha256_hex
 
 SCHEMA = 1
 
@@ -21,7 +22,7 @@ def _site_dirs():
 def _fingerprint(dirs):
     parts = [sys.executable, sys.prefix, sys.version]
     parts += ["%s:%d" % (d, os.stat(d).st_mtime_ns) for d in dirs]
-    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:32]
+    return sha256_hex("\n".join(parts).encode("utf-8"))[:32]
 
 
 def inventory(dirs=None):
@@ -62,7 +63,7 @@ def interpreter_record(store, environ=None):
         cached = read_json(path)
         if cached is None or "inventory" not in cached:
             data = inventory(dirs)
-            cached = {"key": hashlib.sha256(_encode(data)).hexdigest(), "inventory": data, "stores": []}
+            cached = {"key": sha256_hex(_encode(data)), "inventory": data, "stores": []}
         if store.url not in cached["stores"]:
             info = store.blobs.put(_encode(cached["inventory"]))
             cached["key"] = info.key

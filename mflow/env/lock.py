@@ -11,11 +11,13 @@ Each package's "key" is the store blob of its wheel, so gc keeps the wheels of k
 and `mflow-store cp` copies them along.
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
-from typing import NamedTuple, Optional, Tuple
 
 from mflow.errors import NotFoundError
+from mflow.namedtuple import NamedTuple
 
 SCHEMA = 1
 

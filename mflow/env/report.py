@@ -1,9 +1,10 @@
 """`mflow env show` and `mflow env diff` as data: which interpreter inventory each task
 attempt recorded, grouped by step, and what changed between two runs."""
 
-from typing import NamedTuple, Optional
+from __future__ import annotations
 
 from mflow.errors import NotFoundError
+from mflow.namedtuple import NamedTuple
 
 ROW_SCHEMA = 1
 

@@ -1,8 +1,11 @@
 """What environment each step asks for: @pypi_base on the flow merged with the step's @pypi
 (and --with pypi:...), the step's values winning, as a canonical, hashable EnvSpec."""
 
+from __future__ import annotations
+
 import re
-from typing import NamedTuple, Optional, Tuple
+
+from mflow.namedtuple import NamedTuple
 
 _SEPARATORS = re.compile(r"[-_.]+")
 

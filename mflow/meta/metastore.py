@@ -2,13 +2,15 @@
 itself as immutable JSON records under meta/, so a shared store is a shared history.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import sys
 import time
-from typing import NamedTuple
 
 from mflow.errors import AlreadyExistsError, NotFoundError, ParameterError
+from mflow.namedtuple import NamedTuple
 from mflow.store.backend import ObjectNotFound
 from mflow.store.layout import META
 from mflow.store.pathspec import Pathspec

@@ -2,8 +2,11 @@
 the views derived from them for readers (RunInfo, StepInfo, TaskInfo, AttemptInfo).
 """
 
+from __future__ import annotations
+
 import time
-from typing import NamedTuple, Optional
+
+from mflow.namedtuple import NamedTuple
 
 SCHEMA = 1
 

@@ -6,14 +6,16 @@ A step in a @pypi environment runs `mflow-task` as a new process (it switches in
 a step on @batch or @slurm runs `mflow-task` as a job of that engine (see remote.py).
 """
 
+from __future__ import annotations
+
 import gc
 import os
 import signal
 import sys
 import time
-from typing import NamedTuple, Optional
 
 from mflow.errors import ExitCode, MflowError
+from mflow.namedtuple import NamedTuple
 from mflow.process_status import describe_wait_status, exit_code_of
 from mflow.task.capture import flush_python_streams
 
@@ -679,7 +681,6 @@ def run_in_child(store, meta, graph, flow_class, run_id, spec, attempt, paths, t
 def _preload_task_modules():
     """Import here, once, what every task would otherwise import after each fork."""
     import orjson  # noqa: F401
-    import socket  # noqa: F401
 
     import mflow.env.inventory  # noqa: F401
     import mflow.meta.heartbeat  # noqa: F401

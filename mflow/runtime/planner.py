@@ -4,7 +4,9 @@ Pure bookkeeping, no processes and no store: the driver feeds it results, it han
 TaskSpecs. Foreach fan-out, join gathering (nested too) and switch choices live here.
 """
 
-from typing import NamedTuple, Optional, Tuple
+from __future__ import annotations
+
+from mflow.namedtuple import NamedTuple
 
 PARAMETERS_STEP = "_parameters"
 PARAMETERS_TASK_ID = "0"

@@ -4,9 +4,10 @@ A resumed run is a new run: successful tasks outside the rerun steps are cloned 
 manifests point at the same blobs, nothing is copied), the rest runs as in `mflow run`.
 """
 
-from typing import NamedTuple, Optional
+from __future__ import annotations
 
 from mflow.errors import MflowError, NotFoundError
+from mflow.namedtuple import NamedTuple
 
 from .planner import PARAMETERS_STEP, PARAMETERS_TASK_ID
 

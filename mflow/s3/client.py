@@ -2,6 +2,8 @@
 downloads in memory or a temporary folder that closing it removes. Requests are in transport.py.
 """
 
+from __future__ import annotations
+
 import io
 import itertools
 import os
@@ -10,9 +12,9 @@ import shutil
 import tempfile
 import threading
 import weakref
-from typing import NamedTuple, Optional
 
 from mflow.errors import ParameterError, S3LocalFileError, S3URLError, S3ValueError
+from mflow.namedtuple import NamedTuple
 
 from .objects import RangeInfo, S3Object, read_download, user_metadata_headers
 

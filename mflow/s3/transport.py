@@ -2,6 +2,8 @@
 thread, many at once, large objects in ranges, transient failures retried with backoff.
 """
 
+from __future__ import annotations
+
 import asyncio
 import collections
 import hashlib
@@ -12,10 +14,10 @@ import re
 import ssl
 import threading
 import time
-from typing import NamedTuple, Optional
 from urllib.parse import quote, urlsplit
 
 from mflow.errors import S3AccessDeniedError, S3Error, S3LocalFileError, S3NotFoundError, S3URLError
+from mflow.namedtuple import NamedTuple
 from mflow.store.s3 import (
     BAD_CREDENTIAL_CODES,
     DENIED_CODES,

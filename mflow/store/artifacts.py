@@ -3,13 +3,13 @@
 Writing streams each value into its blob; reading is lazy, one artifact at a time.
 """
 
-import base64
-import hashlib
+from __future__ import annotations
+
+import binascii  # not base64: its two calls, without importing base64
 import io
 import pickle
 import time
 from collections.abc import Mapping
-from typing import NamedTuple
 
 from mflow.errors import (
     ArtifactSerializationError,
@@ -19,10 +19,12 @@ from mflow.errors import (
     PathspecError,
     StoreError,
 )
+from mflow.namedtuple import NamedTuple
 
 from . import layout
 from .blobs import SMALL_READ
 from .pathspec import _IDENTIFIER
+from .sha import Sha256, sha256_hex
 
 PICKLE_PROTOCOL = 5
 MANIFEST_SCHEMA = 1
@@ -56,7 +58,7 @@ class ArtifactRecord(NamedTuple):
             "serializer": self.serializer,
         }
         if self.inline is not None:
-            record["inline"] = base64.b64encode(self.inline).decode("ascii")
+            record["inline"] = binascii.b2a_base64(self.inline, newline=False).decode("ascii")
         return record
 
 
@@ -88,7 +90,7 @@ class ArtifactManifest(NamedTuple):
                     item["stored_size"],
                     item["type"],
                     item["serializer"],
-                    base64.b64decode(item["inline"]) if "inline" in item else None,
+                    binascii.a2b_base64(item["inline"]) if "inline" in item else None,
                 )
                 for name, item in record["artifacts"].items()
             }
@@ -246,7 +248,7 @@ class _HashSink:
     """A file-like object that only hashes what is written: the key a value would get."""
 
     def __init__(self):
-        self._hash = hashlib.sha256()
+        self._hash = Sha256()
 
     def write(self, data):
         view = memoryview(data)
@@ -344,7 +346,7 @@ class ArtifactLoader(Mapping):
     def _open(self, record):
         if record.inline is None:
             return self.store.blobs.open(record.key, record.stored_size)
-        if hashlib.sha256(record.inline).hexdigest() != record.key:
+        if sha256_hex(record.inline) != record.key:
             raise CorruptBlobError(
                 "the value of artifact %r in the manifest of %s (attempt %d) in store %s does not hash to its key"
                 % (record.name, self.task, self.attempt, self.store.url),

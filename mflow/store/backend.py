@@ -3,9 +3,10 @@
 Everything above it (blobs, manifests, logs, metadata records) speaks only these methods.
 """
 
-from typing import NamedTuple
+from __future__ import annotations
 
 from mflow.errors import NotFoundError
+from mflow.namedtuple import NamedTuple
 
 
 class ObjectInfo(NamedTuple):

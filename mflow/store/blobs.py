@@ -4,7 +4,8 @@ Blobs are cut into frames, each compressed only where it pays; every read is che
 against the key before a byte of it is handed out.
 """
 
-import hashlib
+from __future__ import annotations
+
 import io
 import mmap
 import os
@@ -12,12 +13,13 @@ import pickle
 import struct
 import threading
 import zlib
-from typing import NamedTuple
 
 from mflow.errors import CorruptBlobError, NotFoundError, PathspecError
+from mflow.namedtuple import NamedTuple
 
 from .backend import ObjectNotFound
 from .layout import BLOBS, blob_path, is_key, key_of_blob_path
+from .sha import Sha256
 
 # The stored form of a blob: MAGIC, then frames of (kind, raw length, stored length, bytes).
 # The key is the SHA-256 of the raw (uncompressed) content, so `sha256sum FILE` equals the
@@ -65,7 +67,7 @@ class _FrameEncoder:
 
     def __init__(self, sink):
         self._sink = sink
-        self._hash = hashlib.sha256()
+        self._hash = Sha256()
         self._pending = bytearray()
         self.size = 0
         self.stored_size = 0
@@ -339,7 +341,7 @@ class ContentStore:
         view, size = memoryview(stored), len(stored)
         if bytes(view[: len(MAGIC)]) != MAGIC:
             raise corrupt("it does not start with the blob marker")
-        digest = hashlib.sha256()
+        digest = Sha256()
         parts = []
         offset = len(MAGIC)
         while offset < size:
@@ -362,7 +364,7 @@ class ContentStore:
         corrupt = self._corrupt_error(key)
         if size < len(MAGIC):
             raise corrupt("it is truncated")
-        digest = hashlib.sha256()
+        digest = Sha256()
         raw_size = 0
         with mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
             whole = memoryview(mapped)

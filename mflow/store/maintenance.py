@@ -3,12 +3,14 @@
 All three read the JSON records under data/ and meta/ and follow every "key" field in them.
 """
 
+from __future__ import annotations
+
 import json
 import re
 import time
-from typing import NamedTuple
 
 from mflow.errors import CorruptBlobError, NotFoundError, ParameterError, StoreError
+from mflow.namedtuple import NamedTuple
 
 from . import layout
 from .pathspec import Pathspec

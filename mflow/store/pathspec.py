@@ -4,10 +4,12 @@ A malformed pathspec is a usage error before any store is touched; a well-formed
 the store lacks is a NotFoundError raised by whoever looks it up.
 """
 
+from __future__ import annotations
+
 import re
-from typing import NamedTuple, Optional
 
 from mflow.errors import PathspecError
+from mflow.namedtuple import NamedTuple
 
 # Flow, step and artifact names are Python identifiers; run and task ids are what schedulers
 # hand out (digits locally, `sfn-...`, `argo-...`), so they also allow '.' and '-' but never

@@ -3,15 +3,17 @@
 Parallel transfers, bounded retries with backoff, and every failure mapped to one line.
 """
 
+from __future__ import annotations
+
 import concurrent.futures
 import io
 import os
 import tempfile
 import threading
 import time
-from typing import NamedTuple, Optional
 
 from mflow.errors import ParameterError, StoreError
+from mflow.namedtuple import NamedTuple
 
 from .backend import ByteBackend, ObjectInfo, ObjectNotFound, Upload
 

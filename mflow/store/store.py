@@ -1,10 +1,12 @@
 """Which store to use (--store > MFLOW_STORE > the nearest .mflow > a new ./.mflow), and the
 Store object that ties a byte backend to blobs, artifacts, code packages and logs."""
 
+from __future__ import annotations
+
 import os
-from typing import NamedTuple
 
 from mflow.errors import CorruptBlobError, NotFoundError, StoreError
+from mflow.namedtuple import NamedTuple
 
 from . import layout
 from .blobs import ContentStore

@@ -4,12 +4,14 @@ The same code runs behind `mflow-task` and in each child the driver forks, so a 
 the same work wherever and however it is started.
 """
 
+from __future__ import annotations
+
 import os
 import time
-from typing import NamedTuple, Optional, Tuple
 
 from mflow.decospec import timeout_seconds
 from mflow.errors import ExitCode, MflowError, TransitionError
+from mflow.namedtuple import NamedTuple
 from mflow.runtime.planner import PARAMETERS_STEP, PARAMETERS_TASK_ID
 
 # Internal artifacts every task may carry besides the user's.

@@ -10,9 +10,12 @@ Every job carries flow, run, step, task, attempt and user in its name and tags/c
 `mflow batch list` and `mflow batch kill` find a run's jobs without the flow file.
 """
 
+from __future__ import annotations
+
 import re
 import time
-from typing import NamedTuple, Optional
+
+from mflow.namedtuple import NamedTuple
 
 #: Job states, the same words for every engine.
 PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED = "pending", "running", "succeeded", "failed", "cancelled"
