@@ -202,6 +202,20 @@ def test_code_package_refuses_unsafe_entries_before_writing(tmp_path, entry):
     assert not out.exists() and not (tmp_path / "evil.py").exists()
 
 
+
+def test_code_package_is_not_written_through_a_link_in_the_destination(tmp_path):
+    from mflow.store.code import extract_code_package
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "lib").symlink_to(outside)
+    data = _tar(lambda archive, tarfile: _file(archive, tarfile, "lib/util.py"))
+    with pytest.raises(StoreError, match="outside"):
+        extract_code_package(data, str(out))
+    assert list(outside.iterdir()) == []
+
 def test_code_package_damaged_is_refused(tmp_path):
     from mflow.store.code import extract_code_package
 

@@ -104,15 +104,23 @@ def extract_code_package(data, destination):
 
     Only regular files with relative paths inside `destination` are unpacked; any other
     entry (a link, a device, an absolute path or one with `..`) or a damaged archive is a
-    StoreError, raised before anything is written."""
+    StoreError, raised before anything is written, as is a path that a link already in
+    `destination` would lead outside it."""
     entries = _tar_files(data)
     for name, _, _ in entries:
         parts = name.split("/")
         if name.startswith("/") or ".." in parts or "" in parts[:-1] or not parts[-1]:
             raise StoreError("code package holds an unsafe entry %r" % name, "Rebuild the code package")
+    root = os.path.realpath(destination)
     made = set()
     for name, mode, content in entries:
         path = os.path.join(destination, *name.split("/"))
+        if not os.path.realpath(path).startswith(root + os.sep):
+            # A link already in `destination` would lead the file elsewhere.
+            raise StoreError(
+                "code package entry %r would be written outside %s (through a link there)" % (name, destination),
+                "Unpack into an empty folder",
+            )
         folder = os.path.dirname(path)
         if folder not in made:
             os.makedirs(folder, exist_ok=True)
