@@ -6,6 +6,8 @@ importing mflow (and starting mflow-task) stays fast.
 
 __version__ = "0.1.0"
 
+from mflow.lazy import lazy_getattr
+
 _EXPORTS = {
     "FlowSpec": "mflow.flow.spec",
     "step": "mflow.flow.decorators",
@@ -39,15 +41,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
-def __getattr__(name):
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError("module 'mflow' has no attribute %r" % name)
-    import importlib
-
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())
 
 
 def __dir__():

@@ -9,6 +9,8 @@ wheels wherever a task runs; and the interpreter inventory every attempt records
 Light to import: what each entry point needs loads when it is called.
 """
 
+from mflow.lazy import lazy_getattr
+
 _EXPORTS = {
     "EnvPlan": "mflow.env.plan",
     "resolve_run": "mflow.env.plan",
@@ -20,12 +22,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError("module 'mflow.env' has no attribute %r" % name)
-    import importlib
-
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())
