@@ -146,6 +146,28 @@ def test_code_package_is_deterministic(store, tmp_path):
 
 
 
+def test_code_package_leaves_out_a_store_and_virtualenvs_inside_the_flow_folder(tmp_path):
+    from mflow.store.store import open_store
+
+    project = tmp_path / "project"
+    (project / "venv" / "lib").mkdir(parents=True)
+    (project / "venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (project / "venv" / "lib" / "site.py").write_text("no\n")
+    (project / "flow.py").write_text("print('flow')\n")
+    # The run's own folder store in the flow's folder (MFLOW_STORE=./store) is not packaged,
+    # however many runs it holds.
+    inside = open_store(str(project / "store"))
+    inside.backend.put("meta/Other/1/helper.py", b"no\n")
+    package = inside.save_code_package("TrainFlow", "1", str(project))
+    assert package.files == 1
+    from mflow.store.code import extract_code_package
+
+    assert extract_code_package(inside.load_code_package("TrainFlow", "1"), str(tmp_path / "out")) == ["flow.py"]
+    # Another store's folder is code like any other folder.
+    outside = open_store(str(tmp_path / "elsewhere"))
+    assert outside.save_code_package("TrainFlow", "1", str(project)).files == 2
+
+
 def test_code_package_unpacks_long_names_and_modes(tmp_path):
     from mflow.store.code import build_code_package, extract_code_package
 

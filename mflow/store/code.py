@@ -20,8 +20,10 @@ from . import layout
 
 DEFAULT_SUFFIXES = (".py",)
 CODE_SCHEMA = 1
-# Folders never packaged: version control, virtualenvs, caches and mflow stores.
+# Folders never packaged: hidden ones (version control, .venv, .mflow) and these caches; also
+# any virtualenv (a folder holding pyvenv.cfg) and the run's own store when it lies inside.
 _SKIP_DIRS = {"__pycache__", "node_modules"}
+_VENV_MARKER = "pyvenv.cfg"
 
 
 class CodePackage(NamedTuple):
@@ -55,14 +57,19 @@ def code_suffixes(environ=None):
     return suffixes or DEFAULT_SUFFIXES
 
 
-def package_files(directory, suffixes=DEFAULT_SUFFIXES):
-    """Relative '/'-separated paths of the files to package, sorted."""
+def package_files(directory, suffixes=DEFAULT_SUFFIXES, skip=()):
+    """Relative '/'-separated paths of the files to package, sorted. Folders in `skip`
+    (absolute paths: a store inside the flow's folder) are not walked."""
     directory = os.path.abspath(directory)
     if not os.path.isdir(directory):
         raise FlowFileError("%s is not a folder" % directory, "Give the folder that holds the flow file")
+    skip = {os.path.realpath(path) for path in skip}
     found = []
     for dirpath, dirnames, filenames in os.walk(directory):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in _SKIP_DIRS]
+        dirnames[:] = [
+            d for d in dirnames
+            if not d.startswith(".") and d not in _SKIP_DIRS and not _skipped(os.path.join(dirpath, d), skip)
+        ]
         for name in filenames:
             if name.startswith(".") or not name.endswith(tuple(suffixes)):
                 continue
@@ -72,7 +79,11 @@ def package_files(directory, suffixes=DEFAULT_SUFFIXES):
     return sorted(found)
 
 
-def build_code_package(directory, suffixes=DEFAULT_SUFFIXES):
+def _skipped(folder, skip):
+    return os.path.isfile(os.path.join(folder, _VENV_MARKER)) or (bool(skip) and os.path.realpath(folder) in skip)
+
+
+def build_code_package(directory, suffixes=DEFAULT_SUFFIXES, skip=()):
     """(archive bytes, number of files): an uncompressed tar with fixed metadata.
 
     Every entry has mtime 0, owner 0:0 with no names, and mode 0644 or 0755 (executables),
@@ -82,7 +93,7 @@ def build_code_package(directory, suffixes=DEFAULT_SUFFIXES):
     import tarfile
 
     directory = os.path.abspath(directory)
-    files = package_files(directory, suffixes)
+    files = package_files(directory, suffixes, skip)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as archive:
         for rel in files:
@@ -186,7 +197,9 @@ def _damaged(why):
 
 def save_code_package(store, flow, run_id, directory, suffixes=None):
     suffixes = tuple(suffixes) if suffixes else code_suffixes(store.environ)
-    data, count = build_code_package(directory, suffixes)
+    # A folder store inside the flow's folder (MFLOW_STORE=./store) is never walked.
+    root = getattr(store.backend, "root", None)
+    data, count = build_code_package(directory, suffixes, skip=[root] if root else ())
     info = store.blobs.put(data)
     package = CodePackage(flow, str(run_id), info.key, info.size, info.stored_size, count, suffixes)
     if store.write_record(layout.code_path(flow, run_id), package.to_json(), exclusive=True):
