@@ -5,24 +5,38 @@ the decorators a flow applies at import time, so the two can never disagree.
 """
 
 import keyword
-import numbers
-import re
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Patterns as text, matched through re's own cache of compiled patterns: most flows never
+# need them, and importing re (with enum) at import time would cost every task a few ms.
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # A distribution name (PEP 508), optionally with extras: "requests", "dask[dataframe]".
-_PACKAGE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?(\[[A-Za-z0-9._,\s-]+\])?$")
+_PACKAGE_NAME = r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?(\[[A-Za-z0-9._,\s-]+\])?$"
 # A bare version ("1.16.0", "2.*") or specifiers (">=1.2,<2", "~=3.1", "!=1.0").
-_VERSION = re.compile(r"^[A-Za-z0-9.*+!_-]+$")
-_SPECIFIER = re.compile(r"^\s*(===|==|!=|~=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+\s*$")
-_PYTHON_VERSION = re.compile(r"^[0-9]+\.[0-9]+(\.[0-9]+)?$")
+_VERSION = r"^[A-Za-z0-9.*+!_-]+$"
+_SPECIFIER = r"^\s*(===|==|!=|~=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+\s*$"
+_PYTHON_VERSION = r"^[0-9]+\.[0-9]+(\.[0-9]+)?$"
+
+
+def _match(pattern, text):
+    import re
+
+    return re.match(pattern, text)
 
 
 def _is_number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return not isinstance(value, bool) and (isinstance(value, (int, float)) or _is_a(value, "Real"))
 
 
 def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    return not isinstance(value, bool) and (isinstance(value, int) or _is_a(value, "Integral"))
+
+
+def _is_a(value, kind):
+    """isinstance(value, numbers.<kind>) for the numbers that are not int or float (numpy's):
+    the numbers module is imported only for those."""
+    import numbers
+
+    return isinstance(value, getattr(numbers, kind))
 
 
 def _check_retry(args):
@@ -95,9 +109,9 @@ def _check_environment(args):
         return ["vars must be a dict of variable names to string values, not %r" % (env,)]
     problems = []
     for name, value in env.items():
-        if not isinstance(name, str) or not _ENV_NAME.match(name):
+        if not isinstance(name, str) or not _match(_ENV_NAME, name):
             problems.append("vars has an invalid variable name %r" % (name,))
-        elif not isinstance(value, (str, numbers.Real)):
+        elif not isinstance(value, (str, bool)) and not _is_number(value):  # bool: as numbers.Real has it
             problems.append("vars[%r] must be a string or a number, not %s" % (name, type(value).__name__))
     return problems
 
@@ -163,7 +177,7 @@ def _check_pypi(args):
     if not isinstance(packages, dict):
         return ["packages must be a dict of package names to versions, e.g. {'six': '1.16.0'}, not %r" % (packages,)]
     for name, version in packages.items():
-        if not isinstance(name, str) or not _PACKAGE_NAME.match(name):
+        if not isinstance(name, str) or not _match(_PACKAGE_NAME, name):
             problems.append("packages has an invalid package name %r" % (name,))
         elif not isinstance(version, str):
             problems.append(
@@ -174,7 +188,7 @@ def _check_pypi(args):
                 "packages[%r] has an invalid version %r; write '1.16.0', '>=1.2,<2' or '' for any" % (name, version)
             )
     python = args.get("python")
-    if python is not None and (not isinstance(python, str) or not _PYTHON_VERSION.match(python)):
+    if python is not None and (not isinstance(python, str) or not _match(_PYTHON_VERSION, python)):
         problems.append("python must be a version such as '3.11' or '3.11.4', not %r" % (python,))
     disabled = args.get("disabled")
     if disabled is not None and not isinstance(disabled, bool):
@@ -185,9 +199,9 @@ def _check_pypi(args):
 def is_version_spec(text):
     """True for a bare version ("1.16.0") or comma-separated specifiers (">=1.2,<2")."""
     text = text.strip()
-    if _VERSION.match(text):
+    if _match(_VERSION, text):
         return True
-    return all(_SPECIFIER.match(part) for part in text.split(","))
+    return all(_match(_SPECIFIER, part) for part in text.split(","))
 
 
 def requirement(name, version):
@@ -195,7 +209,7 @@ def requirement(name, version):
     version = (version or "").strip()
     if not version:
         return name
-    if _VERSION.match(version):
+    if _match(_VERSION, version):
         return "%s==%s" % (name, version)
     return name + version.replace(" ", "")
 

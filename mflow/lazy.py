@@ -1,6 +1,8 @@
 """Package attributes that import their module on first use (PEP 562), so that importing a
 package costs nothing for the names a process never touches."""
 
+import sys
+
 
 def lazy_getattr(package, exports, namespace):
     """A module `__getattr__` for `package`: `exports` maps a name to the module that defines
@@ -10,9 +12,8 @@ def lazy_getattr(package, exports, namespace):
         module_name = exports.get(name)
         if module_name is None:
             raise AttributeError("module %r has no attribute %r" % (package, name))
-        import importlib
-
-        value = getattr(importlib.import_module(module_name), name)
+        __import__(module_name)  # importlib.import_module's work, without importing importlib
+        value = getattr(sys.modules[module_name], name)
         namespace[name] = value
         return value
 

@@ -3,10 +3,29 @@
 Shared by the static linter and the authoring API, so both judge names the same way.
 """
 
-import re
+# Checked by sets of characters, not regular expressions: importing re (with enum) would
+# cost every task process a few ms for these few checks.
+_DIGITS = frozenset("0123456789")
+_LOWER = frozenset("abcdefghijklmnopqrstuvwxyz")
+_LETTERS = _LOWER | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+WORD_CHARACTERS = _LETTERS | _DIGITS | {"_"}
+_STEP_CHARACTERS = _LOWER | _DIGITS | {"_"}
+_PARAMETER_CHARACTERS = WORD_CHARACTERS | {"-"}
 
-STEP_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
-PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+def is_step_name(name):
+    """A step name: lower-case letters, digits and `_`, not starting with `_`."""
+    return bool(name) and name[0] != "_" and _STEP_CHARACTERS.issuperset(name)
+
+
+def is_parameter_name(name):
+    """A parameter name: letters, digits, `_` and `-`, starting with a letter or `_`."""
+    return bool(name) and (name[0] in _LETTERS or name[0] == "_") and _PARAMETER_CHARACTERS.issuperset(name)
+
+
+def is_identifier(text):
+    """An ASCII Python identifier: letters, digits and `_`, not starting with a digit."""
+    return text.isascii() and text.isidentifier()
 
 # Attributes of FlowSpec a step would shadow; a step named like one breaks the flow.
 RESERVED_STEP_NAMES = frozenset(

@@ -4,7 +4,6 @@ A user's mistake becomes one `Error: what happened. What to do.` line on stderr;
 `--traceback` (or MFLOW_TRACEBACK=1) shows the whole trace as well.
 """
 
-import contextlib
 import os
 import sys
 
@@ -44,7 +43,7 @@ def run_guarded(console, args, call):
     if "--traceback" in args:
         console.traceback = True
     # click writes help and usage errors through sys.stdout/sys.stderr; point them at the console.
-    with contextlib.redirect_stdout(console.stdout), contextlib.redirect_stderr(console.stderr):
+    with _Redirected(console.stdout, console.stderr):
         try:
             result = call()
             code = result if isinstance(result, int) else ExitCode.OK
@@ -71,6 +70,22 @@ def run_guarded(console, args, call):
             _silence_stdout()
             code = ExitCode.BROKEN_PIPE
     return int(code)
+
+
+class _Redirected:
+    """contextlib's redirect_stdout and redirect_stderr in one, without importing contextlib
+    into every mflow-task."""
+
+    def __init__(self, stdout, stderr):
+        self._streams = (stdout, stderr)
+        self._saved = []
+
+    def __enter__(self):
+        self._saved.append((sys.stdout, sys.stderr))
+        sys.stdout, sys.stderr = self._streams
+
+    def __exit__(self, *exc_info):
+        sys.stdout, sys.stderr = self._saved.pop()
 
 
 def _show_traceback(console):

@@ -130,8 +130,7 @@ def parse_fast(argv, environ):
 def run_task(console, argv, flow_file, step, run_id, task_id, inputs, split_index, attempt, tags, with_specs,
              fallback, package, live_logs, log_files, flow_name, store_url, environment):
     """Run the task: mflow-task's work once its command line is read (by either reader)."""
-    import json  # not orjson: its import costs a task more than the one line it writes
-
+    from mflow import jsonio  # not orjson or json: their imports cost a task more than its one line
     from mflow.errors import ExitCode, FlowFileError, PathspecError
     from mflow.graph import check_graph, load_graph
     from mflow.meta import MetaStore
@@ -177,7 +176,7 @@ def run_task(console, argv, flow_file, step, run_id, task_id, inputs, split_inde
                 decorators=decorators, fallback=failure, live_logs=live_logs,
             )
             result = task.run()
-        console.out(json.dumps(result.to_json(), separators=(",", ":"), ensure_ascii=False))
+        console.out(jsonio.dumps(result.to_json(), separators=(",", ":"), ensure_ascii=False))
     finally:
         _remove_tree(workdir)
     return ExitCode(result.exit_code)

@@ -29,15 +29,15 @@ def cache_path(*parts, environ=None):
 
 def write_json(path, data):
     """Write `data` as JSON atomically: a reader sees the old file or the whole new one."""
-    import json
-
     import tempfile
+
+    from mflow import jsonio
 
     os.makedirs(os.path.dirname(path), exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")  # unique per thread too
     try:
         with os.fdopen(handle, "w") as out:
-            json.dump(data, out, sort_keys=True, separators=(",", ":"))
+            out.write(jsonio.dumps(data, sort_keys=True, separators=(",", ":")))
             out.write("\n")
         os.replace(temp, path)
     except BaseException:
@@ -50,11 +50,11 @@ def write_json(path, data):
 
 def read_json(path):
     """The JSON in `path`, or None when it is missing or damaged (a cache entry to redo)."""
-    import json
+    from mflow import jsonio
 
     try:
-        with open(path) as handle:
-            return json.load(handle)
+        with open(path, "rb") as handle:
+            return jsonio.loads(handle.read())
     except (OSError, ValueError):
         return None
 

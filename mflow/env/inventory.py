@@ -46,9 +46,9 @@ def inventory(dirs=None):
 
 
 def _encode(data):
-    import json
+    from mflow import jsonio
 
-    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return jsonio.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
 def interpreter_record(store, environ=None):
@@ -81,6 +81,6 @@ def interpreter_record(store, environ=None):
 
 def load_inventory(store, key):
     """The inventory stored under `key`."""
-    import json
+    from mflow import jsonio
 
-    return json.loads(store.blobs.get(key))
+    return jsonio.loads(store.blobs.get(key))

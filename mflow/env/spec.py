@@ -3,20 +3,20 @@
 
 from __future__ import annotations
 
-import re
-
 from mflow.namedtuple import NamedTuple
 
-_SEPARATORS = re.compile(r"[-_.]+")
+_SEPARATORS = r"[-_.]+"  # through re's cache of patterns: re is imported only to normalize
 
 
 def normalize(name):
     """A package name as indexes compare them (PEP 503): "Foo_Bar" -> "foo-bar"."""
+    import re
+
     base, bracket, extras = name.partition("[")
-    base = _SEPARATORS.sub("-", base.strip()).lower()
+    base = re.sub(_SEPARATORS, "-", base.strip()).lower()
     if not bracket:
         return base
-    names = sorted(_SEPARATORS.sub("-", e.strip()).lower() for e in extras.rstrip("]").split(",") if e.strip())
+    names = sorted(re.sub(_SEPARATORS, "-", e.strip()).lower() for e in extras.rstrip("]").split(",") if e.strip())
     return "%s[%s]" % (base, ",".join(names))
 
 

@@ -7,7 +7,7 @@ import os
 from collections import namedtuple
 
 from mflow.errors import FlowDefinitionError, ParameterError
-from mflow.naming import PARAMETER_NAME, is_reserved_parameter
+from mflow.naming import is_parameter_name, is_reserved_parameter
 
 
 # What a deferred default (`default=lambda ctx: ...`) is called with, as in Metaflow.
@@ -105,7 +105,7 @@ class Parameter:
         raise FlowDefinitionError("%s %r %s" % (self.kind, self.name, what), hint)
 
     def _check_name(self):
-        if not isinstance(self.name, str) or not PARAMETER_NAME.match(self.name):
+        if not isinstance(self.name, str) or not is_parameter_name(self.name):
             raise FlowDefinitionError(
                 "%s name %r is invalid" % (self.kind, self.name),
                 "Use letters, digits, _ and -, starting with a letter or _",

@@ -4,7 +4,7 @@ Each rule adds Problems (line + message) instead of stopping, so one run reports
 """
 
 from mflow.decospec import FLOW_DECORATORS, STEP_DECORATORS
-from mflow.naming import PARAMETER_NAME, RESERVED_STEP_NAMES, STEP_NAME, is_reserved_parameter, parameter_key
+from mflow.naming import RESERVED_STEP_NAMES, is_parameter_name, is_reserved_parameter, is_step_name, parameter_key
 
 from .model import Problem
 
@@ -34,7 +34,7 @@ def _check_names(graph):
     for node in graph:
         if node.name.startswith("_"):
             _add(graph, node.line, "step name %s starts with _; step names may not" % node.name)
-        elif not STEP_NAME.match(node.name):
+        elif not is_step_name(node.name):
             _add(graph, node.line, "step name %s is invalid; use lowercase letters, digits and _" % node.name)
         if node.name in RESERVED_STEP_NAMES:
             _add(graph, node.line, "step name %s is reserved by FlowSpec; rename the step" % node.name)
@@ -47,7 +47,7 @@ def _check_parameters(graph):
             _add(graph, param.line, "%s %s has no name; give it one, e.g. %s('%s')" % (
                 param.kind, param.attribute, param.kind, param.attribute))
             continue
-        if not PARAMETER_NAME.match(param.name):
+        if not is_parameter_name(param.name):
             _add(graph, param.line, "parameter name %r is invalid; use letters, digits, _ and -" % param.name)
         if is_reserved_parameter(param.name):
             _add(graph, param.line, "parameter name %r is reserved by `mflow run`; rename it" % param.name)

@@ -2,7 +2,7 @@
 can tell a live run or attempt from one whose process died (no heartbeat for a while: stale).
 """
 
-import threading
+from mflow.background import DaemonThread, StopSignal
 
 
 class Heartbeat:
@@ -22,12 +22,12 @@ class Heartbeat:
         self.beats = 0
         self.failures = 0
         self.last_error = None
-        self._stop = threading.Event()
+        self._stop = StopSignal()
         self._thread = None
 
     def start(self):
         if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="mflow-heartbeat", daemon=True)
+            self._thread = DaemonThread(self._loop)
             self._thread.start()
         return self
 

@@ -4,11 +4,11 @@ itself as immutable JSON records under meta/, so a shared store is a shared hist
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 
+from mflow import jsonio
 from mflow.errors import AlreadyExistsError, NotFoundError, ParameterError
 from mflow.namedtuple import NamedTuple
 from mflow.store.backend import ObjectNotFound
@@ -145,7 +145,7 @@ class paused_gc:
 
 def _jsonable(value):
     """`value` as plain JSON data; anything JSON cannot hold becomes its repr."""
-    return json.loads(json.dumps(value, default=repr))
+    return jsonio.loads(jsonio.dumps(value, default=repr))
 
 
 def _run_spec(flow, run_id):
@@ -217,9 +217,9 @@ class MetaStore:
 
     def _read(self, path):
         data = self._get(path)
-        # One record: the standard json module, as a task reads a few and orjson costs it
-        # more to import than it saves; the listings read many with orjson.
-        return _loads(data, path, self.url, json.loads) if data is not None else None
+        # One record: mflow.jsonio, as a task reads a few and orjson (or json) costs it more
+        # to import than it saves; the listings read many with orjson.
+        return _loads(data, path, self.url, jsonio.loads) if data is not None else None
 
     def _pointer(self, flow, successful, user=None):
         return PointerLog(self.backend, paths.pointer_prefix(flow, successful, user), _pointer_order)

@@ -2,7 +2,7 @@
 on any store with nothing but create-if-absent: no locks, no compare-and-swap.
 """
 
-import json
+from mflow import jsonio
 
 from . import paths
 
@@ -23,7 +23,7 @@ class PointerLog:
 
     def _get(self, slot):
         data = _get_or_none(self.backend, paths.pointer_slot_path(self.prefix, slot))
-        return json.loads(data) if data is not None else None
+        return jsonio.loads(data) if data is not None else None
 
     def _hint(self):
         data = _get_or_none(self.backend, self.prefix + paths.POINTER_HINT)
@@ -52,7 +52,7 @@ class PointerLog:
         """Point at `entry` unless the pointer already holds it or something newer.
         True when this call moved it."""
         slot, current = self.read()
-        data = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode("utf-8") + b"\n"
+        data = jsonio.dumps(entry, sort_keys=True, separators=(",", ":")).encode("utf-8") + b"\n"
         while True:
             if current is not None and self.order(current) >= self.order(entry):
                 return False

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import binascii  # not base64: its two calls, without importing base64
 import io
-import pickle
 import time
 from collections.abc import Mapping
+
+try:  # the C pickler that the pickle module itself uses, without pickle.py's import of re
+    import _pickle as pickle
+except ImportError:
+    import pickle
 
 from mflow.errors import (
     ArtifactSerializationError,
@@ -20,10 +24,10 @@ from mflow.errors import (
     StoreError,
 )
 from mflow.namedtuple import NamedTuple
+from mflow.naming import is_identifier
 
 from . import layout
 from .blobs import SMALL_READ
-from .pathspec import _IDENTIFIER
 from .sha import Sha256, sha256_hex
 
 PICKLE_PROTOCOL = 5
@@ -109,7 +113,7 @@ def type_name(value):
 
 
 def check_artifact_name(name):
-    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+    if not isinstance(name, str) or not is_identifier(name):
         raise PathspecError("%r is not a valid artifact name" % (name,), "Artifact names are Python identifiers")
     return name
 
@@ -396,12 +400,12 @@ class ArtifactLoader(Mapping):
 
 def value_as_json(value):
     """The value as one line of JSON when it is plain data (no lossy conversion), else None."""
-    import json
+    from mflow import jsonio
 
     if not _plain(value, 0):
         return None
     try:
-        return json.dumps(value, allow_nan=False, ensure_ascii=False)
+        return jsonio.dumps(value, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError):
         return None
 

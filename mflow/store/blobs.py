@@ -7,12 +7,14 @@ against the key before a byte of it is handed out.
 from __future__ import annotations
 
 import io
-import mmap
 import os
-import pickle
 import struct
-import threading
 import zlib
+
+try:  # the C pickler that the pickle module itself uses, without pickle.py's import of re
+    import _pickle as pickle
+except ImportError:
+    import pickle
 
 from mflow.errors import CorruptBlobError, NotFoundError, PathspecError
 from mflow.namedtuple import NamedTuple
@@ -85,6 +87,8 @@ class _FrameEncoder:
         if count >= PARALLEL_HASH_SIZE:
             # Hash in a second thread while the frames are written: both release the GIL,
             # so a large artifact costs the slower of the two instead of their sum.
+            import threading
+
             hasher = threading.Thread(target=self._hash.update, args=(view,))
             hasher.start()
             try:
@@ -361,6 +365,8 @@ class ContentStore:
 
         The file is mapped, so raw frames are hashed where they lie, without a copy.
         """
+        import mmap
+
         corrupt = self._corrupt_error(key)
         if size < len(MAGIC):
             raise corrupt("it is truncated")

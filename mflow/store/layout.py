@@ -3,8 +3,6 @@
 man/mflow-store.1 (LAYOUT) documents the same layout; change both together.
 """
 
-import re
-
 BLOBS = "blobs/"  # blobs/<first two hex digits>/<sha256 hex>: content-addressed blobs
 DATA = "data/"  # data/<Flow>/<run>/...: artifact manifests, logs records, code package records
 META = "meta/"  # meta/<Flow>/...: reserved for the metadata records (runs, tasks, attempts, tags)
@@ -13,7 +11,7 @@ S3_DATA = "s3/"  # s3/<Flow>/<run>/<key>: objects steps write with S3(run=self);
 
 LAYOUT_VERSION = 1
 
-KEY_PATTERN = re.compile(r"[0-9a-f]{64}\Z")
+_HEX_DIGITS = "0123456789abcdef"
 
 MANIFEST_NAME = "artifacts.json"
 LOGS_NAME = "logs.json"
@@ -22,7 +20,7 @@ CODE_NAME = "code.json"
 
 def is_key(text):
     """True when `text` is a blob key: 64 lower-case hex digits of a SHA-256."""
-    return bool(KEY_PATTERN.match(text))
+    return isinstance(text, str) and len(text) == 64 and not text.strip(_HEX_DIGITS)
 
 
 def blob_path(key):

@@ -6,16 +6,19 @@ the store lacks is a NotFoundError raised by whoever looks it up.
 
 from __future__ import annotations
 
-import re
-
 from mflow.errors import PathspecError
 from mflow.namedtuple import NamedTuple
+from mflow.naming import WORD_CHARACTERS, is_identifier
 
 # Flow, step and artifact names are Python identifiers; run and task ids are what schedulers
 # hand out (digits locally, `sfn-...`, `argo-...`), so they also allow '.' and '-' but never
 # '/' or a leading '.', which keeps every pathspec a safe relative path in the store.
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}\Z")
+_ID_CHARACTERS = WORD_CHARACTERS | {".", "-"}
+
+
+def _is_id(text):
+    """A run or task id: up to 200 letters, digits, `_`, `.` and `-`, not starting with `.` or `-`."""
+    return 0 < len(text) <= 200 and text[0] in WORD_CHARACTERS and _ID_CHARACTERS.issuperset(text)
 
 _PARTS = ("flow", "run_id", "step", "task_id", "artifact")
 _FORMS = {
@@ -45,8 +48,7 @@ class Pathspec(NamedTuple):
         if not (min_depth <= len(parts) <= max_depth):
             raise PathspecError("%r is not a pathspec of the form %s" % (text, want), "Check the number of '/' parts")
         for kind, part in zip(_PARTS, parts):
-            pattern = _ID if kind in ("run_id", "task_id") else _IDENTIFIER
-            if not pattern.match(part):
+            if not (_is_id(part) if kind in ("run_id", "task_id") else is_identifier(part)):
                 raise PathspecError(
                     "%r is not a valid pathspec: %r is not a valid %s" % (text, part, kind.replace("_", " ")),
                     "Write it as %s" % want,

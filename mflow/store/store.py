@@ -109,11 +109,11 @@ class Store:
 
     def read_record(self, path):
         """The parsed JSON record at `path`; NotFoundError if absent, CorruptBlobError if unparsable."""
-        import json
+        from mflow import jsonio
 
         data = self.backend.get(path)
         try:
-            return json.loads(data)
+            return jsonio.loads(data)
         except ValueError:
             raise CorruptBlobError(
                 "record %s in store %s is not valid JSON" % (path, self.url),
@@ -123,9 +123,9 @@ class Store:
 
     def write_record(self, path, record, exclusive=False):
         """Write a JSON record atomically; with exclusive=True only if none is there (True if written)."""
-        import json
+        from mflow import jsonio
 
-        data = json.dumps(record, sort_keys=True, separators=(",", ":")).encode("utf-8") + b"\n"
+        data = jsonio.dumps(record, sort_keys=True, separators=(",", ":")).encode("utf-8") + b"\n"
         if exclusive:
             return self.backend.put_if_absent(path, data)
         self.backend.put(path, data)

@@ -5,7 +5,8 @@ What the step prints is kept verbatim, byte for byte, and can be copied live els
 
 import os
 import sys
-import threading
+
+from mflow.background import DaemonThread, StopSignal
 
 
 class LogCapture:
@@ -20,7 +21,7 @@ class LogCapture:
         self.echo = echo
         self.echo_fd = None
         self._saved = None
-        self._stop = threading.Event()
+        self._stop = StopSignal()
         self._thread = None
 
     def __enter__(self):
@@ -40,7 +41,7 @@ class LogCapture:
                     pass
         if self.echo:
             self.echo_fd = self._saved[1]  # the real stderr, not fd 2, which is now the log
-            self._thread = threading.Thread(target=self._echo, name="mflow-log-echo", daemon=True)
+            self._thread = DaemonThread(self._echo)
             self._thread.start()
         return self
 

@@ -4,9 +4,14 @@ The file is imported under its own name (not __main__), so `if __name__ == "__ma
 does not start a second command line inside a task.
 """
 
-import importlib.util
 import os
 import sys
+
+try:  # what importlib.util hands out, without importing it (with contextlib and more) in every task
+    from _frozen_importlib import module_from_spec
+    from _frozen_importlib_external import spec_from_file_location
+except ImportError:
+    from importlib.util import module_from_spec, spec_from_file_location
 
 from mflow.errors import FlowFileError
 
@@ -45,10 +50,10 @@ def _import_file(path):
     if existing is not None or name in getattr(sys, "stdlib_module_names", ()) or not name.isidentifier():
         # Never replace a module that is (or may be) someone else's, e.g. a flow in statistics.py.
         name = "mflow_flow_" + "".join(c if c.isalnum() else "_" for c in name)
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise FlowFileError("cannot import flow file %s" % path, "Give the path of a .py file", path=path)
-    module = importlib.util.module_from_spec(spec)
+    module = module_from_spec(spec)
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
