@@ -1,13 +1,13 @@
-"""Read a flow file with `ast` into a FlowGraph, without importing or running it.
+"""Read a flow file's syntax tree (see .syntax) into a FlowGraph, without importing or running it.
 
 So a flow whose libraries are not installed still parses, and parsing costs milliseconds.
 """
 
-import ast
-
 from mflow.errors import FlowFileError
 
+from . import syntax
 from .model import Decorator, FlowGraph, ParameterInfo, Problem, StepNode, Transition
+from .syntax import nodes
 
 # Packages whose names a flow imports; `metaflow` too, so an unported flow still parses.
 _API_MODULES = ("mflow", "metaflow")
@@ -44,7 +44,7 @@ def parse_flow_file(path, flow_name=None, source=None):
     if source is None:
         source = read_flow_source(path)
     try:
-        module = ast.parse(source, filename=path)
+        module = syntax.parse(source, path)
     except SyntaxError as exc:
         line = exc.lineno or 0
         raise FlowFileError(
@@ -71,10 +71,10 @@ class _FlowParser:
 
     def _collect_imports(self):
         for node in _module_level(self.module.body):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in _API_MODULES:
+            if isinstance(node, nodes.ImportFrom) and node.module and node.module.split(".")[0] in _API_MODULES:
                 for alias in node.names:
                     self.api_names[alias.asname or alias.name] = alias.name
-            elif isinstance(node, ast.Import):
+            elif isinstance(node, nodes.Import):
                 for alias in node.names:
                     if alias.name.split(".")[0] in _API_MODULES:
                         self.api_modules.add(alias.asname or alias.name.split(".")[0])
@@ -82,11 +82,11 @@ class _FlowParser:
     def api_name(self, node):
         """The API name an expression refers to: `s` -> "step" after `from mflow import step
         as s`, `mf.retry` -> "retry"; other names as written; None for other expressions."""
-        if isinstance(node, ast.Name):
+        if isinstance(node, nodes.Name):
             return self.api_names.get(node.id, node.id)
-        if isinstance(node, ast.Attribute):
+        if isinstance(node, nodes.Attribute):
             base = node.value
-            if isinstance(base, ast.Name) and base.id in self.api_modules:
+            if isinstance(base, nodes.Name) and base.id in self.api_modules:
                 return node.attr
             dotted = _dotted(node)
             return dotted
@@ -94,7 +94,7 @@ class _FlowParser:
 
     def source_text(self, node):
         """The expression as the user wrote it."""
-        return ast.get_source_segment(self.source, node) or ast.unparse(node)
+        return syntax.get_source_segment(self.source, node) or syntax.unparse(node)
 
     # --- the flow class ----------------------------------------------------------------
 
@@ -102,12 +102,12 @@ class _FlowParser:
         classes = {}
         flow_classes = []
         for node in self.module.body:
-            if not isinstance(node, ast.ClassDef):
+            if not isinstance(node, nodes.ClassDef):
                 continue
             classes[node.name] = node
             for base in node.bases:
                 name = self.api_name(base)
-                if name == "FlowSpec" or (isinstance(base, ast.Name) and base.id in flow_classes):
+                if name == "FlowSpec" or (isinstance(base, nodes.Name) and base.id in flow_classes):
                     flow_classes.append(node.name)
                     break
         if not flow_classes:
@@ -132,7 +132,7 @@ class _FlowParser:
         bases_used = set()
         for name in flow_classes:
             for base in classes[name].bases:
-                if isinstance(base, ast.Name):
+                if isinstance(base, nodes.Name):
                     bases_used.add(base.id)
         leaves = [name for name in flow_classes if name not in bases_used]
         if len(leaves) == 1:
@@ -150,9 +150,12 @@ class _FlowParser:
     def _names_called_in_main(self):
         called = set()
         for node in self.module.body:
-            if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) and "__name__" in ast.unparse(node.test):
-                for sub in ast.walk(node):
-                    if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name):
+            if not isinstance(node, nodes.If):
+                continue
+            test = syntax.unparse(node.test)
+            if "__main__" in test and "__name__" in test:
+                for sub in syntax.walk(node):
+                    if isinstance(sub, nodes.Call) and isinstance(sub.func, nodes.Name):
                         called.add(sub.func.id)
         return called
 
@@ -163,7 +166,7 @@ class _FlowParser:
             chain.append(current)
             parent = None
             for base in current.bases:
-                if isinstance(base, ast.Name) and base.id in flow_classes and base.id != current.name:
+                if isinstance(base, nodes.Name) and base.id in flow_classes and base.id != current.name:
                     parent = classes[base.id]
                     break
             current = parent if parent not in chain else None
@@ -175,13 +178,13 @@ class _FlowParser:
             path=self.path,
             name=name,
             line=cls.lineno,
-            doc=ast.get_docstring(cls),
+            doc=syntax.get_docstring(cls),
             decorators=[self._decorator(d) for d in cls.decorator_list],
         )
         for klass in self._class_chain(name, classes, flow_classes):
             defined_here = {}
             for stmt in klass.body:
-                if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if isinstance(stmt, (nodes.FunctionDef, nodes.AsyncFunctionDef)):
                     node = self._step(stmt, graph)
                     if node is None:
                         continue
@@ -196,7 +199,7 @@ class _FlowParser:
                     defined_here[node.name] = stmt.lineno
                     graph.steps.pop(node.name, None)  # a redefinition or override replaces the step
                     graph.steps[node.name] = node
-                elif isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+                elif isinstance(stmt, (nodes.Assign, nodes.AnnAssign)):
                     self._parameter(stmt, graph)
         return graph
 
@@ -204,10 +207,10 @@ class _FlowParser:
 
     def _parameter(self, stmt, graph):
         value = stmt.value
-        if not isinstance(value, ast.Call) or self.api_name(value.func) not in _PARAMETER_KINDS:
+        if not isinstance(value, nodes.Call) or self.api_name(value.func) not in _PARAMETER_KINDS:
             return
-        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-        if len(targets) != 1 or not isinstance(targets[0], ast.Name):
+        targets = stmt.targets if isinstance(stmt, nodes.Assign) else [stmt.target]
+        if len(targets) != 1 or not isinstance(targets[0], nodes.Name):
             return
         kind = self.api_name(value.func)
         kwargs = {kw.arg: kw.value for kw in value.keywords if kw.arg}
@@ -226,7 +229,7 @@ class _FlowParser:
         if "default" in kwargs:
             info.has_default = True
             try:
-                info.default = ast.literal_eval(kwargs["default"])
+                info.default = syntax.literal_eval(kwargs["default"])
             except (ValueError, SyntaxError, TypeError):
                 info.default = self.source_text(kwargs["default"])
                 info.default_literal = False
@@ -234,7 +237,7 @@ class _FlowParser:
             info.type = "file"
         elif "type" in kwargs:
             type_name = self.api_name(kwargs["type"])
-            info.type = type_name if type_name in _TYPE_NAMES else ast.unparse(kwargs["type"])
+            info.type = type_name if type_name in _TYPE_NAMES else syntax.unparse(kwargs["type"])
         elif info.has_default and info.default_literal:
             info.type = _type_of_default(info.default)
         graph.parameters.append(info)
@@ -242,14 +245,14 @@ class _FlowParser:
     # --- steps -----------------------------------------------------------------------------
 
     def _step(self, func, graph):
-        names = [self.api_name(d.func if isinstance(d, ast.Call) else d) for d in func.decorator_list]
+        names = [self.api_name(d.func if isinstance(d, nodes.Call) else d) for d in func.decorator_list]
         if "step" not in names:
             return None
         args = func.args
         node = StepNode(
             name=func.name,
             line=func.lineno,
-            doc=ast.get_docstring(func),
+            doc=syntax.get_docstring(func),
             arg_names=[a.arg for a in args.posonlyargs + args.args],
         )
         if args.vararg or args.kwarg or args.kwonlyargs:
@@ -258,7 +261,7 @@ class _FlowParser:
             )
         step_index = names.index("step")
         step_decorator = func.decorator_list[step_index]
-        if isinstance(step_decorator, ast.Call):
+        if isinstance(step_decorator, nodes.Call):
             graph.problems.append(
                 Problem(step_decorator.lineno, "@step on %s takes no arguments; write @step" % func.name)
             )
@@ -277,14 +280,14 @@ class _FlowParser:
         return node
 
     def _decorator(self, node):
-        call = node if isinstance(node, ast.Call) else None
-        deco = Decorator(name=self.api_name(call.func if call else node) or ast.unparse(node), line=node.lineno)
+        call = node if isinstance(node, nodes.Call) else None
+        deco = Decorator(name=self.api_name(call.func if call else node) or syntax.unparse(node), line=node.lineno)
         if call is not None:
             deco.positional = len(call.args)
             for kw in call.keywords:
                 key = kw.arg if kw.arg is not None else "**"
                 try:
-                    deco.args[key] = ast.literal_eval(kw.value)
+                    deco.args[key] = syntax.literal_eval(kw.value)
                 except (ValueError, SyntaxError, TypeError):
                     deco.args[key] = self.source_text(kw.value)
                     deco.nonliteral.append(key)
@@ -296,13 +299,13 @@ class _FlowParser:
         self_name = node.arg_names[0] if node.arg_names else "self"
         body = [stmt for stmt in func.body if not _is_docstring(stmt)]
         last = body[-1] if body else None
-        tail = last.value if isinstance(last, ast.Expr) and _is_next_call(last.value, self_name) else None
+        tail = last.value if isinstance(last, nodes.Expr) and _is_next_call(last.value, self_name) else None
         lines = self.lines[func.lineno - 1 : func.end_lineno]
         if tail is not None and node.name != "end" and sum(line.count(".next") for line in lines) == 1:
             calls = [tail]  # the common case, without walking the whole body
         else:
             calls = sorted(
-                (sub for sub in ast.walk(func) if _is_next_call(sub, self_name)),
+                (sub for sub in syntax.walk(func) if _is_next_call(sub, self_name)),
                 key=lambda c: (c.lineno, c.col_offset),
             )
         if node.name == "end":
@@ -350,7 +353,7 @@ class _FlowParser:
             keywords[kw.arg] = kw.value
         if not call.args:
             return invalid("it names no step; write e.g. self.next(self.%s)" % ("end" if node.name != "end" else "x"))
-        if len(call.args) == 1 and isinstance(call.args[0], ast.Dict):
+        if len(call.args) == 1 and isinstance(call.args[0], nodes.Dict):
             return self._parse_switch(call, node, self_name, keywords, invalid)
         if "condition" in keywords:
             return invalid("condition= goes with a dict of cases, e.g. self.next({'a': self.a, 'b': self.b}, condition='var')")
@@ -358,13 +361,13 @@ class _FlowParser:
         for arg in call.args:
             target = _step_reference(arg, self_name)
             if target is None:
-                return invalid("%s is not a step; name steps as %s.<step>" % (ast.unparse(arg), self_name))
+                return invalid("%s is not a step; name steps as %s.<step>" % (syntax.unparse(arg), self_name))
             if target in targets:
                 return invalid("step %s is named twice" % target)
             targets.append(target)
         if "foreach" in keywords:
             var = keywords["foreach"]
-            if not (isinstance(var, ast.Constant) and isinstance(var.value, str) and var.value.isidentifier()):
+            if not (isinstance(var, nodes.Constant) and isinstance(var.value, str) and var.value.isidentifier()):
                 return invalid("foreach= must name an artifact as a string, e.g. foreach='items'")
             if len(targets) != 1:
                 return invalid("a foreach goes to exactly one step, not %d" % len(targets))
@@ -377,7 +380,7 @@ class _FlowParser:
         cases = {}
         mapping = call.args[0]
         for key, value in zip(mapping.keys, mapping.values):
-            if key is None or not isinstance(key, ast.Constant) or not isinstance(key.value, (str, int, bool)):
+            if key is None or not isinstance(key, nodes.Constant) or not isinstance(key.value, (str, int, bool)):
                 return invalid("switch case keys must be literal strings")
             target = _step_reference(value, self_name)
             if target is None:
@@ -389,7 +392,7 @@ class _FlowParser:
         condition = keywords.get("condition")
         if condition is None:
             return invalid("a switch needs condition='<artifact>' naming the value that picks the case")
-        if not (isinstance(condition, ast.Constant) and isinstance(condition.value, str) and condition.value.isidentifier()):
+        if not (isinstance(condition, nodes.Constant) and isinstance(condition.value, str) and condition.value.isidentifier()):
             return invalid("condition= must name an artifact as a string, e.g. condition='mode'")
         if len(cases) < 2:
             return invalid("a switch needs at least two cases, not %d" % len(cases))
@@ -402,10 +405,10 @@ class _FlowParser:
 
 def _is_next_call(node, self_name):
     return (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
+        isinstance(node, nodes.Call)
+        and isinstance(node.func, nodes.Attribute)
         and node.func.attr == "next"
-        and isinstance(node.func.value, ast.Name)
+        and isinstance(node.func.value, nodes.Name)
         and node.func.value.id == self_name
     )
 
@@ -415,29 +418,29 @@ def _module_level(statements):
     but not inside functions or classes."""
     for stmt in statements:
         yield stmt
-        if isinstance(stmt, (ast.If, ast.Try, ast.With)):
+        if isinstance(stmt, (nodes.If, nodes.Try, nodes.With)):
             for field in ("body", "orelse", "finalbody", "handlers"):
                 yield from _module_level(getattr(stmt, field, []))
-        elif isinstance(stmt, ast.ExceptHandler):
+        elif isinstance(stmt, nodes.ExceptHandler):
             yield from _module_level(stmt.body)
 
 
 def _step_reference(node, self_name):
-    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == self_name:
+    if isinstance(node, nodes.Attribute) and isinstance(node.value, nodes.Name) and node.value.id == self_name:
         return node.attr
     return None
 
 
 def _is_docstring(stmt):
-    return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
+    return isinstance(stmt, nodes.Expr) and isinstance(stmt.value, nodes.Constant) and isinstance(stmt.value.value, str)
 
 
 def _dotted(node):
     parts = []
-    while isinstance(node, ast.Attribute):
+    while isinstance(node, nodes.Attribute):
         parts.append(node.attr)
         node = node.value
-    if isinstance(node, ast.Name):
+    if isinstance(node, nodes.Name):
         parts.append(node.id)
         return ".".join(reversed(parts))
     return None
@@ -445,9 +448,9 @@ def _dotted(node):
 
 def _literal(node):
     try:
-        return ast.literal_eval(node)
+        return syntax.literal_eval(node)
     except (ValueError, SyntaxError, TypeError):
-        return ast.unparse(node)
+        return syntax.unparse(node)
 
 
 def _type_of_default(value):

@@ -3,8 +3,6 @@
 The driver and mflow-task both ask here, so a task behaves the same however it starts.
 """
 
-import ast
-
 from mflow.decospec import EXECUTOR_DECORATORS, STEP_DECORATORS
 from mflow.errors import ParameterError
 
@@ -13,6 +11,8 @@ def parse_with(specs):
     """{name: arguments} from --with values like `retry` or `retry:times=2,minutes_between_retries=0`.
 
     Values are Python literals; a bad name or argument is a ParameterError (exit 2)."""
+    from mflow.graph.syntax import literal_eval  # ast.literal_eval, without importing ast
+
     parsed = {}
     for text in specs:
         name, _, rest = text.partition(":")
@@ -28,7 +28,7 @@ def parse_with(specs):
             if not equals:
                 raise ParameterError("--with %s: %r is not NAME=VALUE" % (text, item), "Write e.g. --with retry:times=2")
             try:
-                args[key.strip()] = ast.literal_eval(value.strip())
+                args[key.strip()] = literal_eval(value.strip())
             except (ValueError, SyntaxError):
                 args[key.strip()] = value.strip()
         problems = STEP_DECORATORS[name].problems(args)
