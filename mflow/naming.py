@@ -27,6 +27,11 @@ def is_identifier(text):
     """An ASCII Python identifier: letters, digits and `_`, not starting with a digit."""
     return text.isascii() and text.isidentifier()
 
+# The task that holds a run's parameters, as the input of its start step: a step name no
+# flow can use.
+PARAMETERS_STEP = "_parameters"
+PARAMETERS_TASK_ID = "0"
+
 # Attributes of FlowSpec a step would shadow; a step named like one breaks the flow.
 RESERVED_STEP_NAMES = frozenset(
     ["name", "next", "input", "index", "inputs", "foreach_stack", "merge_artifacts", "cmd", "script_name", "self"]

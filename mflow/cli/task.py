@@ -134,7 +134,7 @@ def run_task(console, argv, flow_file, step, run_id, task_id, inputs, split_inde
     from mflow.errors import ExitCode, FlowFileError, PathspecError
     from mflow.graph import check_graph, load_graph
     from mflow.meta import MetaStore
-    from mflow.runtime.planner import PARAMETERS_STEP, PARAMETERS_TASK_ID
+    from mflow.naming import PARAMETERS_STEP, PARAMETERS_TASK_ID
     from mflow.task.capture import LogCapture
     from mflow.task.decorators import parse_with, task_decorators
     from mflow.task.loader import load_flow_class

@@ -7,9 +7,7 @@ TaskSpecs. Foreach fan-out, join gathering (nested too) and switch choices live 
 from __future__ import annotations
 
 from mflow.namedtuple import NamedTuple
-
-PARAMETERS_STEP = "_parameters"
-PARAMETERS_TASK_ID = "0"
+from mflow.naming import PARAMETERS_STEP, PARAMETERS_TASK_ID  # noqa: F401 - re-exported
 
 
 class Frame(NamedTuple):

@@ -12,7 +12,7 @@ import time
 from mflow.decospec import timeout_seconds
 from mflow.errors import ExitCode, MflowError, TransitionError
 from mflow.namedtuple import NamedTuple
-from mflow.runtime.planner import PARAMETERS_STEP, PARAMETERS_TASK_ID
+from mflow.naming import PARAMETERS_STEP, PARAMETERS_TASK_ID
 
 # Internal artifacts every task may carry besides the user's.
 FOREACH_STACK = "_foreach_stack"
