@@ -16,8 +16,6 @@ from mflow.store.layout import META
 from mflow.store.pathspec import Pathspec
 
 from . import paths
-from . import index as run_index
-from .pointers import PointerLog
 from .records import (
     ATTEMPT_END_STATUSES,
     RUN_END_STATUSES,
@@ -222,6 +220,8 @@ class MetaStore:
         return _loads(data, path, self.url, jsonio.loads) if data is not None else None
 
     def _pointer(self, flow, successful, user=None):
+        from .pointers import PointerLog  # for runs and listings; a task never needs it
+
         return PointerLog(self.backend, paths.pointer_prefix(flow, successful, user), _pointer_order)
 
     def _move_pointers(self, flow, record, successful):
@@ -654,6 +654,8 @@ class MetaStore:
         With use_index, finished runs come from the flow's packs (mflow.meta.index) where
         they can, and enough finished runs read one by one get packed for next time.
         """
+        from . import index as run_index  # listings only: a task never imports it
+
         packs = run_index.RunIndex(self.backend, flow) if use_index else None
         packed = packs.load() if packs is not None else {}
         markers = packs.tag_markers() if packs is not None else {}
@@ -904,6 +906,8 @@ class MetaStore:
         return self._change_tags(flow, run_id, add=add, remove=remove)
 
     def _change_tags(self, flow, run_id, add, remove):
+        from . import index as run_index
+
         run_id = str(run_id)
         info = self.run(flow, run_id)
         current = info.user_tags
