@@ -143,6 +143,7 @@ def test_a_task_runs_without_loading_click_or_other_heavy_modules(tmp_path):
     """The point of the small reader: a task started by a compute engine never imports click.
     Nor, in a plain task, the standard modules that cost every task start-up milliseconds
     (json, re and enum; ast, threading, contextlib, importlib.util, pure-Python pickle)."""
+    import json
     import subprocess
     import sys
 
@@ -170,8 +171,20 @@ def test_a_task_runs_without_loading_click_or_other_heavy_modules(tmp_path):
              "atexit.register(lambda: print('loaded:', [m for m in %r if m in sys.modules], file=sys.stderr))\n"
              "from mflow.cli.task import main\n"
              "main()\n" % (heavy,))
-    done = subprocess.run([sys.executable, "-c", probe, str(path), "end", "--run-id", run_id, "--task-id", "9",
-                           "--input", "start/1"], capture_output=True, text=True, cwd=tmp_path, env=runs.env)
-    assert done.returncode == 0, done.stderr
-    assert '"status":"successful"' in done.stdout
-    assert done.stderr.splitlines() == ["x is 1", "loaded: []"]
+    # The first task of an interpreter lists its distributions (importlib.metadata: heavy, once
+    # per installation); each task after it on a store new to the cache adds the store to it.
+    env = dict(runs.env, MFLOW_ENV_CACHE=str(tmp_path / "env-cache"))
+
+    def probe_task(task_id):
+        done = subprocess.run([sys.executable, "-c", probe, str(path), "end", "--run-id", run_id, "--task-id", task_id,
+                               "--input", "start/1"], capture_output=True, text=True, cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stderr
+        assert '"status":"successful"' in done.stdout
+        return done.stderr.splitlines()
+
+    assert probe_task("9")[0] == "x is 1"
+    for cached in (tmp_path / "env-cache").rglob("*.json"):
+        entry = json.loads(cached.read_text())
+        cached.write_text(json.dumps(dict(entry, stores=["elsewhere"])))
+    assert probe_task("10") == ["x is 1", "loaded: []"]  # the store added to the cache
+    assert probe_task("11") == ["x is 1", "loaded: []"]  # the store found in the cache

@@ -28,13 +28,21 @@ def cache_path(*parts, environ=None):
 
 
 def write_json(path, data):
-    """Write `data` as JSON atomically: a reader sees the old file or the whole new one."""
-    import tempfile
+    """Write `data` as JSON atomically: a reader sees the old file or the whole new one.
 
+    Every task writes its interpreter's inventory here once per store, so the temporary
+    file is made as tempfile.mkstemp makes one (a new random name, mode 0600) without
+    importing tempfile (with shutil, random and more)."""
     from mflow import jsonio
 
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")  # unique per thread too
+    while True:
+        temp = os.path.join(os.path.dirname(path), ".tmp-" + os.urandom(8).hex())
+        try:
+            handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            break
+        except FileExistsError:
+            continue  # a one in 2**64 chance
     try:
         with os.fdopen(handle, "w") as out:
             out.write(jsonio.dumps(data, sort_keys=True, separators=(",", ":")))
