@@ -88,8 +88,9 @@ def test_a_job_runs_mflow_task_with_the_task_environment(executor, programs, tmp
 def test_the_real_program_is_mflow_task_in_the_shared_python():
     task = remote_task(1)._replace(arguments=("--package", "flow.py", "start", "--attempt", 0))
     argv = slurm_module.job_command(task, {"MFLOW_SLURM_PYTHON": "/shared/venv/bin/python"})
-    assert argv == ["/shared/venv/bin/python", "-m", "mflow.cli.task",
+    assert argv == ["/shared/venv/bin/python", "-c", slurm_module.TASK_PROGRAM,
                     "--package", "flow.py", "start", "--attempt", "0"]
+    assert slurm_module.TASK_PROGRAM.endswith("from mflow.cli.task import main; main()")
     assert slurm_module.job_command(task, {})[0] == sys.executable
 
 

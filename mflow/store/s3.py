@@ -12,8 +12,9 @@ import tempfile
 import threading
 import time
 
-from mflow.errors import ParameterError, StoreError
+from mflow.errors import StoreError
 from mflow.namedtuple import NamedTuple
+from mflow.runtime.executors import positive_float  # shared with the executors, which read it without S3
 
 from .backend import ByteBackend, ObjectInfo, ObjectNotFound, Upload
 
@@ -586,16 +587,3 @@ class _S3Upload(Upload):
 
 def _positive_int(environ, name, default):
     return int(positive_float(environ, name, default))
-
-
-def positive_float(environ, name, default):
-    text = environ.get(name)
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise ParameterError("%s=%r is not a positive number" % (name, text), "Unset it or give a number above 0")
-    return value

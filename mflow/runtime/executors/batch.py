@@ -13,6 +13,7 @@ import orjson
 
 from mflow.errors import ExecutorError
 
+from . import positive_float
 from .base import (
     CANCELLED, FAILED, JOB_PREFIX, PENDING, RUNNING, SUCCEEDED, Executor, JobInfo, JobState, merged_resources,
     parse_job_name,
@@ -57,8 +58,6 @@ class BatchExecutor(Executor):
     name = NAME
 
     def __init__(self, environ, queues=()):
-        from mflow.store.s3 import positive_float
-
         super().__init__(environ)
         self.endpoint = environ.get("MFLOW_BATCH_ENDPOINT_URL") or None
         self.attempts = int(positive_float(environ, "MFLOW_BATCH_RETRIES", DEFAULT_ATTEMPTS))

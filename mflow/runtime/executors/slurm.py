@@ -12,7 +12,6 @@ find the cluster as they always do (slurm.conf, SLURM_CONF). The nodes reach the
 
 import math
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from mflow.errors import ExecutorError
 
+from . import positive_float
 from .base import CANCELLED, FAILED, JOB_PREFIX, PENDING, RUNNING, SUCCEEDED, Executor, JobInfo, JobState
 from .base import job_name, parse_job_name
 
@@ -55,13 +55,21 @@ KEPT_SLURM_VARIABLES = ("SLURM_CONF", "SLURM_CLUSTERS", "SLURM_TIME_FORMAT")
 GONE_WORDS = ("Invalid job id",)
 DONE_WORDS = ("Invalid job id", "already completing or completed", "Job/step already")
 UNREACHABLE_WORDS = ("Unable to contact slurm controller", "Socket timed out", "Connection refused")
+#: What the job's Python runs: mflow-task's main(), without `-m` and its runpy (with
+#: importlib.util and contextlib: about 3 ms of every job). sys.path[0] is the job's starting
+#: folder, as `-m` makes it; -c's '' would follow every chdir (mflow-task's into the unpacked
+#: package, a step's own).
+TASK_PROGRAM = "import os, sys; sys.path[0] = sys.path[0] or os.getcwd(); from mflow.cli.task import main; main()"
+#: The commands check() runs: both at once, their failures reported in this order.
+PING = ("reach the Slurm controller", ["scontrol", "ping"])
+LIST_PARTITIONS = ("list the Slurm partitions", ["sinfo", "--noheader", "--all", "-o", "%P|%a"])
 
 
 def job_command(task, environ):
     """The job's program: mflow-task run by the cluster's shared Python (MFLOW_SLURM_PYTHON,
     else the driver's own), with the task's arguments."""
     python = environ.get("MFLOW_SLURM_PYTHON") or sys.executable
-    return [python, "-m", "mflow.cli.task"] + [str(a) for a in task.arguments]
+    return [python, "-c", TASK_PROGRAM] + [str(a) for a in task.arguments]
 
 
 class SlurmExecutor(Executor):
@@ -74,12 +82,10 @@ class SlurmExecutor(Executor):
     name = NAME
 
     def __init__(self, environ):
-        from mflow.store.s3 import positive_float
-
         super().__init__(environ)
         self.poll_interval = positive_float(environ, "MFLOW_SLURM_POLL_SECONDS", DEFAULT_POLL_SECONDS)
         self.output = environ.get("MFLOW_SLURM_OUTPUT") or _default_output(environ)
-        self.extra = shlex.split(environ.get("MFLOW_SLURM_EXTRA") or "")
+        self.extra = _split(environ.get("MFLOW_SLURM_EXTRA") or "")
         self.array_max = _array_max(environ)
         self._folders = set()  # output folders made already
 
@@ -88,10 +94,15 @@ class SlurmExecutor(Executor):
     def _run(self, action, args, stdin=None, environ=None, ok_words=()):
         """Run one Slurm command; its stdout. Every failure a one-line ExecutorError naming
         `action`; a failure whose message has one of `ok_words` is none (its stdout)."""
+        return self._finish(self._start(action, args, stdin is not None, environ), stdin, ok_words)
+
+    def _start(self, action, args, stdin=False, environ=None):
+        """Start one Slurm command for _finish to wait for: (action, args, process).
+        ExecutorError if it is not installed."""
         try:
-            result = subprocess.run(
-                args, input=stdin, capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
-                env=environ if environ is not None else self.environ,
+            process = subprocess.Popen(
+                args, stdin=subprocess.PIPE if stdin else None, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True, env=environ if environ is not None else self.environ,
             )
         except FileNotFoundError as exc:
             raise ExecutorError(
@@ -99,17 +110,30 @@ class SlurmExecutor(Executor):
                 "Run where Slurm's client commands are installed (Debian: slurm-client), or add them to PATH",
                 executor=NAME,
             ) from exc
-        except subprocess.TimeoutExpired as exc:
-            raise ExecutorError(
-                "cannot %s: Slurm's %s did not answer within %.0f s" % (action, args[0], COMMAND_TIMEOUT),
-                "Check that the Slurm controller is up (scontrol ping)", executor=NAME,
-            ) from exc
-        if result.returncode != 0:
-            said = _one_line(result.stderr) or _one_line(result.stdout) or "exit status %d" % result.returncode
+        return action, args, process
+
+    def _finish(self, started, stdin=None, ok_words=()):
+        """Wait for a command _start started, as subprocess.run would; its stdout, or _run's errors."""
+        action, args, process = started
+        with process:
+            try:
+                stdout, stderr = process.communicate(stdin, timeout=COMMAND_TIMEOUT)
+            except subprocess.TimeoutExpired as exc:
+                process.kill()
+                process.wait()
+                raise ExecutorError(
+                    "cannot %s: Slurm's %s did not answer within %.0f s" % (action, args[0], COMMAND_TIMEOUT),
+                    "Check that the Slurm controller is up (scontrol ping)", executor=NAME,
+                ) from exc
+            except BaseException:
+                process.kill()
+                raise
+        if process.returncode != 0:
+            said = _one_line(stderr) or _one_line(stdout) or "exit status %d" % process.returncode
             if any(word in said for word in ok_words):
-                return result.stdout
+                return stdout
             raise ExecutorError("cannot %s: %s said: %s" % (action, args[0], said), _hint(said), executor=NAME)
-        return result.stdout
+        return stdout
 
     def _squeue(self, action, fields, *args):
         """[{field: value}] of the jobs squeue lists with `args`, an array's elements one by
@@ -128,17 +152,14 @@ class SlurmExecutor(Executor):
     # --- before the run -----------------------------------------------------------------------
 
     def check(self, store, options_by_step):
-        import shutil
-
-        if shutil.which("sbatch", path=self.environ.get("PATH")) is None:
+        if not _installed("sbatch", self.environ.get("PATH")):
             raise ExecutorError(
                 "Slurm's sbatch is not installed here, so @slurm steps cannot be submitted",
                 "Run on a machine that can submit to the cluster (a login node), or add Slurm's commands to PATH",
                 executor=NAME,
             )
-        self._run("reach the Slurm controller", ["scontrol", "ping"])
+        listed = self._ping_and_list()
         partitions = {}
-        listed = self._run("list the Slurm partitions", ["sinfo", "--noheader", "--all", "-o", "%P|%a"])
         for line in listed.splitlines():
             name, _, availability = line.strip().partition("|")
             if name:
@@ -166,6 +187,24 @@ class SlurmExecutor(Executor):
                     % (partition, which, partitions[partition][0]),
                     "Use another partition, or ask the cluster's admins", executor=NAME,
                 )
+
+    def _ping_and_list(self):
+        """sinfo's list of partitions, asked while scontrol ping asks for the controller (the
+        two take as long as one). A failure of the ping comes first, as when one ran after
+        the other; then sinfo's."""
+        ping = self._start(*PING)
+        try:
+            listing = self._start(*LIST_PARTITIONS)
+        except Exception:
+            self._finish(ping)
+            raise
+        try:
+            self._finish(ping)
+        except BaseException:
+            with listing[2] as process:
+                process.kill()
+            raise
+        return self._finish(listing)
 
     def partition(self, options):
         return options.get("partition") or self.environ.get("MFLOW_SLURM_PARTITION") or None
@@ -234,7 +273,7 @@ class SlurmExecutor(Executor):
         return environ
 
     def submit(self, task):
-        script = "#!/bin/sh\nexec %s\n" % shlex.join(job_command(task, self.environ))
+        script = "#!/bin/sh\nexec %s\n" % _shell_join(job_command(task, self.environ))
         return self._sbatch(task.job_name, self.sbatch_options(task), script, self.job_environment(task))
 
     def submit_many(self, tasks):
@@ -267,7 +306,7 @@ class SlurmExecutor(Executor):
         del labels["mflow.task"]
         labels["mflow.tasks"] = compact_ids(task.task_id for task in tasks)
         lines = ["#!/bin/sh", 'case "$SLURM_ARRAY_TASK_ID" in']
-        lines += ["%d) exec %s ;;" % (i, shlex.join(job_command(t, self.environ))) for i, t in enumerate(tasks)]
+        lines += ["%d) exec %s ;;" % (i, _shell_join(job_command(t, self.environ))) for i, t in enumerate(tasks)]
         lines += ["esac", 'echo "mflow: job array %s has no task for index $SLURM_ARRAY_TASK_ID" >&2' % name,
                   "exit 1", ""]
         options = (["--parsable", "--array=0-%d" % (len(tasks) - 1), "--job-name=" + name,
@@ -424,6 +463,8 @@ def job_state(row):
 def job_info(row):
     """The JobInfo of one of mflow's jobs from squeue's fields: identity from its comment,
     else from its name; the user is mflow's (from the comment), else Slurm's."""
+    from urllib.parse import parse_qsl
+
     labels = dict(parse_qsl(row.get("Comment") or "")) if row.get("Comment") not in (None, "", "(null)") else {}
     identity = parse_job_name(row["Name"]) or (None,) * 5
     if "tasks" in labels:  # an element of a job array: its task by its index
@@ -496,6 +537,53 @@ def _hint(said):
     if "account" in said.lower() or "qos" in said.lower():
         return "Give an account and QOS you may use: @slurm(account=..., qos=...) or MFLOW_SLURM_ACCOUNT"
     return "Check the @slurm settings and the cluster (sinfo, squeue)"
+
+
+# Small exact stand-ins, held to the originals by the tests: for shutil.which (shutil imports
+# bz2 and lzma: ~4 ms on the driver's way to its first sbatch) and shlex's quoting.
+
+
+def _installed(program, path):
+    """Whether shutil.which(program, path=path) finds `program` (a bare name)."""
+    if path is None:
+        path = os.environ.get("PATH")
+        if path is None:
+            try:
+                path = os.confstr("CS_PATH")
+            except (AttributeError, ValueError):
+                path = os.defpath
+    if not path:
+        return False
+    for folder in path.split(os.pathsep):
+        candidate = os.path.join(folder, program)
+        if os.path.exists(candidate) and os.access(candidate, os.F_OK | os.X_OK) and not os.path.isdir(candidate):
+            return True
+    return False
+
+
+_SHELL_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-")
+
+
+def _shell_join(words):
+    """shlex.join(words): each word quoted for sh where it needs it."""
+    return " ".join(_shell_quote(word) for word in words)
+
+
+def _shell_quote(word):
+    if not word:
+        return "''"
+    if all(c in _SHELL_SAFE for c in word):
+        return word
+    return "'" + word.replace("'", "'\"'\"'") + "'"
+
+
+def _split(text):
+    """shlex.split(text), imported only when there is something to split."""
+    if not text:
+        return []
+    import shlex
+
+    return shlex.split(text)
 
 
 def _array_max(environ):
