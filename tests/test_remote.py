@@ -100,6 +100,40 @@ LITTER_FLOW = textwrap.dedent(
 )
 
 
+def test_a_packaged_task_reads_the_graph_the_driver_kept(tick_run):
+    """The run's code package record holds the flow's analyzed graph, so a packaged task does
+    not parse the flow file; a record without one it can use (an older or newer mflow's, or
+    none) has the task parse the file as before."""
+    import json
+
+    folder, env, run_id = tick_run
+    record_path = folder / "store" / "data" / "TickFlow" / run_id / "code.json"
+    record = json.loads(record_path.read_text())
+    assert record["graph"]["file"] == "tickflow.py" and record["graph"]["format"].startswith("mflow ")
+    probe = ("import atexit, sys\n"
+             "atexit.register(lambda: print('parsed:', 'mflow.graph.parse' in sys.modules, file=sys.stderr))\n"
+             "sys.argv[0] = 'mflow-task'\n"
+             "from mflow.cli.task import main\n"
+             "main()\n")
+
+    def packaged_task(task_id):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, "--package", "--flow", "TickFlow", "tickflow.py", "tick", "--run-id", run_id,
+             "--task-id", task_id, "--input", "start/1"], capture_output=True, text=True, env=env, cwd=str(folder),
+        )
+        assert done.returncode == 0 and '"status":"successful"' in done.stdout, done.stderr
+        return done.stderr.strip().splitlines()[-1]
+
+    assert packaged_task("60") == "parsed: False"
+    for task_id, graph in enumerate((dict(record["graph"], format="mflow 0.0.0 graph 0"),
+                                     dict(record["graph"], pickle="bm90IGEgcGlja2xl"), None), 61):
+        changed = {key: value for key, value in record.items() if key != "graph"}
+        if graph is not None:
+            changed["graph"] = graph
+        record_path.write_text(json.dumps(changed))
+        assert packaged_task(str(task_id)) == "parsed: True"
+
+
 @pytest.mark.parametrize("tmpdir", ["given", "missing"])
 def test_a_packaged_task_leaves_no_folder_behind(tmp_path, tmpdir):
     """The task's own folder (code, output files, what the step wrote there) is removed at its

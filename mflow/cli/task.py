@@ -11,6 +11,8 @@ for the rest. Tests check that both readings agree on every option.
 
 import os
 
+from mflow.folders import make_private_folder, remove_tree
+
 from .boundary import run_guarded
 from .console import Console
 from .output import open_store
@@ -140,13 +142,14 @@ def run_task(console, argv, flow_file, step, run_id, task_id, inputs, split_inde
     from mflow.task.loader import load_flow_class
     from mflow.task.runner import TaskAttempt
 
-    workdir = _make_workdir()
+    workdir = make_private_folder("mflow-task-")  # its unpacked code and output files
     try:
-        store = None
+        store = graph = None
         if package:
             store = open_store(console, store_url)
-            flow_file = _unpack_code(store, flow_name, run_id, flow_file, os.path.join(workdir, "code"))
-        graph = load_graph(flow_file, flow_name=flow_name)
+            flow_file, graph = _unpack_code(store, flow_name, run_id, flow_file, os.path.join(workdir, "code"))
+        if graph is None:
+            graph = load_graph(flow_file, flow_name=flow_name)
         check_graph(graph)
         if step not in graph.steps:
             raise FlowFileError(
@@ -178,43 +181,8 @@ def run_task(console, argv, flow_file, step, run_id, task_id, inputs, split_inde
             result = task.run()
         console.out(jsonio.dumps(result.to_json(), separators=(",", ":"), ensure_ascii=False))
     finally:
-        _remove_tree(workdir)
+        remove_tree(workdir)
     return ExitCode(result.exit_code)
-
-
-# A task's own folder is made and removed without tempfile and shutil: importing them (with
-# random, bz2, lzma, fnmatch and more) costs every task a few ms on its way in.
-
-
-def _make_workdir():
-    """A new folder only this user can enter, for the task's unpacked code and output files,
-    in TMPDIR or /tmp (tempfile.mkdtemp where that fails)."""
-    try:
-        path = os.path.join(os.environ.get("TMPDIR") or "/tmp", "mflow-task-" + os.urandom(8).hex())
-        os.mkdir(path, 0o700)
-        return path
-    except OSError:
-        import tempfile
-
-        return tempfile.mkdtemp(prefix="mflow-task-")
-
-
-def _remove_tree(path):
-    """Remove folder `path` and all in it, as far as possible; links are removed, not followed."""
-    for root, folders, files in os.walk(path, topdown=False):
-        for name in files:
-            _ignore_oserror(os.unlink, os.path.join(root, name))
-        for name in folders:
-            folder = os.path.join(root, name)
-            _ignore_oserror(os.unlink if os.path.islink(folder) else os.rmdir, folder)
-    _ignore_oserror(os.rmdir, path)
-
-
-def _ignore_oserror(action, path):
-    try:
-        action(path)
-    except OSError:
-        pass
 
 
 def _switch_environment(console, argv, store, graph, step, run_id, environment, with_specs, workdir):
@@ -239,7 +207,7 @@ def _switch_environment(console, argv, store, graph, step, run_id, environment, 
     environ = dict(console.environ)
     environ[ACTIVE_VARIABLE] = env_id
     if _PROCESS.get("own"):
-        _remove_tree(workdir)
+        remove_tree(workdir)
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         os.execve(python, command, environ)
@@ -250,14 +218,17 @@ def _switch_environment(console, argv, store, graph, step, run_id, environment, 
 
 
 def _unpack_code(store, flow_name, run_id, flow_file, destination):
-    """Unpack run `run_id`'s code package into `destination`; the path of FLOW.py in it."""
+    """Unpack run `run_id`'s code package into `destination`: the path of FLOW.py in it, and
+    the flow's graph as the driver kept it in the package's record (None: parse the file)."""
     from mflow.errors import FlowFileError, ParameterError
 
     if not flow_name:
         raise ParameterError("--package needs --flow: the flow's name finds its code package", "Add --flow NAME")
+    from mflow.graph import graph_from_record
     from mflow.store.code import extract_code_package
 
-    names = extract_code_package(store.load_code_package(flow_name, run_id), destination)
+    package = store.code_package(flow_name, run_id)
+    names = extract_code_package(store.blobs.get(package.key), destination)
     if os.path.normpath(flow_file) not in names:
         raise FlowFileError(
             "the code package of run %s/%s holds no %s" % (flow_name, run_id, flow_file),
@@ -265,7 +236,8 @@ def _unpack_code(store, flow_name, run_id, flow_file, destination):
             path=flow_file,
         )
     os.chdir(destination)  # the step finds the files packaged beside the flow, as locally
-    return os.path.join(destination, flow_file)
+    path = os.path.join(destination, flow_file)
+    return path, graph_from_record(package.graph, os.path.normpath(flow_file), path, flow_name)
 
 
 def _previous_failure(meta, flow, run_id, step, task_id, attempt):

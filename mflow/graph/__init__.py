@@ -14,6 +14,44 @@ def load_graph(path, flow_name=None, source=None):
     return analyze(parse_flow_file(path, flow_name=flow_name, source=source))
 
 
+def graph_record(graph, file_name):
+    """The analyzed graph of flow file `file_name` (its name in the run's code package) as
+    the code package record keeps it, so that remote tasks need not parse the flow again:
+    {"file", "format", "pickle"}. Only this version of mflow reads it back."""
+    import binascii
+    import pickle
+
+    data = pickle.dumps(graph, protocol=5)
+    return {"file": file_name, "format": _record_format(), "pickle": binascii.b2a_base64(data, newline=False).decode()}
+
+
+def graph_from_record(record, file_name, path, flow_name=None):
+    """The graph graph_record kept, for `file_name` in the package (unpacked at `path`) and
+    flow `flow_name`; None when there is none to use (another file or flow, another mflow)."""
+    if not isinstance(record, dict) or record.get("format") != _record_format() or record.get("file") != file_name:
+        return None
+    import binascii
+
+    try:  # the C unpickler, as artifacts are read: no import of pickle.py and re
+        from _pickle import loads
+    except ImportError:
+        from pickle import loads
+    try:
+        graph = loads(binascii.a2b_base64(record["pickle"]))
+    except Exception:  # noqa: BLE001 - a damaged record: parse the flow file instead
+        return None
+    if not isinstance(graph, FlowGraph) or (flow_name is not None and graph.name != flow_name):
+        return None
+    graph.path = path
+    return graph
+
+
+def _record_format():
+    from mflow import __version__
+
+    return "mflow %s graph %d" % (__version__, SCHEMA_VERSION)
+
+
 def check_graph(graph):
     """Raise GraphLintError when the analyzed graph breaks any rule."""
     if graph.problems:

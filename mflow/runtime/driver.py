@@ -15,6 +15,7 @@ import sys
 import time
 
 from mflow.errors import ExitCode, MflowError
+from mflow.folders import make_private_folder, remove_tree
 from mflow.namedtuple import NamedTuple
 from mflow.process_status import describe_wait_status, exit_code_of
 from mflow.task.capture import flush_python_streams
@@ -150,19 +151,18 @@ class RunDriver:
         self._remote = None  # RemoteTasks: the steps that run as jobs of a compute engine
         self._environments = None  # the EnvPlan of @pypi steps, or None
         self._timed_out_jobs = set()  # job ids cancelled for running past their timeout
+        self._preloaded = False  # what forked tasks use, imported before the first fork
 
     # --- the run ----------------------------------------------------------------------------
 
     def run(self):
         """Run the flow; the RunSummary. Raises RunInterrupted on Ctrl-C or SIGTERM, after
         stopping every task and recording the run as interrupted."""
-        import tempfile
-
-        from .resume import Cloner, graph_summary
-
+        from mflow.graph import graph_record
         from mflow.task.decorators import with_texts
 
         from .remote import RemoteTasks
+        from .resume import Cloner, graph_summary
 
         started = time.time()
         plan = self.options.resume
@@ -180,7 +180,11 @@ class RunDriver:
             self._environments.record(self.flow, self.run_id)
         if self.options.run_id_file:
             _write_atomically(self.options.run_id_file, self.run_id)
-        code = self.store.save_code_package(self.flow, self.run_id, os.path.dirname(self.flow_file))
+        # The analyzed graph goes with the code, so that remote tasks need not parse the flow.
+        code = self.store.save_code_package(
+            self.flow, self.run_id, os.path.dirname(self.flow_file),
+            graph=graph_record(self.graph, os.path.basename(self.flow_file)),
+        )
         if plan is not None:
             params = plan.params
         else:
@@ -200,8 +204,7 @@ class RunDriver:
         else:
             self._save_parameters()
         self.events.run_started(self.flow, self.run_id)
-        self._log_dir = tempfile.mkdtemp(prefix="mflow-%s-%s-" % (self.flow, self.run_id))
-        _preload_task_modules()
+        self._log_dir = make_private_folder("mflow-%s-%s-" % (self.flow, self.run_id))
         previous = _install_signal_handlers()
         status = "failed"
         try:
@@ -216,7 +219,7 @@ class RunDriver:
             if self._running or self._remote.active:  # an error of mflow's own: leave nothing running
                 self._stop_all("failed")
             self.meta.end_run(self.flow, self.run_id, status, first_failure=self._first_failure)
-            _remove_tree(self._log_dir)
+            remove_tree(self._log_dir)
             self._remote.close()
         summary = RunSummary(
             self.flow, self.run_id, status, self._done, self._failed[0] if self._failed else None, time.time() - started
@@ -231,6 +234,14 @@ class RunDriver:
 
     def _resolve_environments(self, plan):
         """The EnvPlan of the run's @pypi steps (built or found in the cache), or None."""
+        from mflow.env.spec import step_specs
+
+        environment = self.options.environment
+        if environment == "local" or (environment == "pypi" and not step_specs(
+                self.flow_class, self.graph, self.options.with_decorators)):
+            # What resolve_run would find, without importing its machinery (hashlib, json,
+            # the builders: about 9 ms of every run's start).
+            return None
         from mflow.env import resolve_run
 
         origin = (self.flow, plan.origin_run_id) if plan is not None else None
@@ -360,6 +371,9 @@ class RunDriver:
                                           timeout)
             self.events.task_started(pathspec, attempt)
             return
+        if not self._preloaded:
+            _preload_task_modules()
+            self._preloaded = True
         flush_python_streams()
         # Objects that exist now are the driver's: keep the child's garbage collector off
         # them, or its first collection touches (and so copies) every page it inherited.
@@ -679,7 +693,8 @@ def run_in_child(store, meta, graph, flow_class, run_id, spec, attempt, paths, t
 
 
 def _preload_task_modules():
-    """Import here, once, what every task would otherwise import after each fork."""
+    """Import here, once, what every task would otherwise import after each fork: before
+    the first fork, so that a run whose first tasks are jobs submits them without it."""
     import orjson  # noqa: F401
 
     import mflow.env.inventory  # noqa: F401
@@ -785,13 +800,6 @@ def _signal_group(pid, sig):
             os.kill(pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
-
-
-def _remove_tree(path):
-    import shutil
-
-    if path:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 # --- signals: a child's exit and Ctrl-C wake the driver's loop at once ------------------------

@@ -5,13 +5,15 @@ files' timestamps, owners or the order the file system lists them in.
 
 Every remote task unpacks its run's package, so unpacking reads the few kinds of tar entry
 build_code_package writes by itself instead of importing tarfile (with shutil, bz2, lzma and
-more: about 8 ms of a task's start).
+more: about 8 ms of a task's start). Building writes them by itself too, byte for byte as
+tarfile's GNU format does (the tests hold it to tarfile): every run's driver builds one
+before its first task.
 """
 
 from __future__ import annotations
 
-import io
 import os
+import sys
 
 from mflow.errors import FlowFileError, NotFoundError, StoreError
 from mflow.namedtuple import NamedTuple
@@ -36,9 +38,10 @@ class CodePackage(NamedTuple):
     stored_size: int
     files: int
     suffixes: tuple
+    graph: Optional[dict] = None  # the flow's analyzed graph (mflow.graph.graph_record), for remote tasks
 
     def to_json(self):
-        return {
+        record = {
             "schema": CODE_SCHEMA,
             "pathspec": "%s/%s" % (self.flow, self.run_id),
             "key": self.key,
@@ -47,6 +50,9 @@ class CodePackage(NamedTuple):
             "files": self.files,
             "suffixes": list(self.suffixes),
         }
+        if self.graph is not None:
+            record["graph"] = self.graph
+        return record
 
 
 def code_suffixes(environ=None):
@@ -90,24 +96,48 @@ def build_code_package(directory, suffixes=DEFAULT_SUFFIXES, skip=()):
     in sorted order, so the bytes depend only on the files' paths, contents and x bits.
     The blob layer compresses it.
     """
-    import tarfile
-
     directory = os.path.abspath(directory)
     files = package_files(directory, suffixes, skip)
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as archive:
-        for rel in files:
-            full = os.path.join(directory, rel)
-            with open(full, "rb") as stream:
-                data = stream.read()
-            entry = tarfile.TarInfo(rel)
-            entry.size = len(data)
-            entry.mtime = 0
-            entry.mode = 0o755 if os.access(full, os.X_OK) else 0o644
-            entry.uid = entry.gid = 0
-            entry.uname = entry.gname = ""
-            archive.addfile(entry, io.BytesIO(data))
-    return buffer.getvalue(), len(files)
+    parts = []
+    for rel in files:
+        full = os.path.join(directory, rel)
+        with open(full, "rb") as stream:
+            data = stream.read()
+        parts.append(_tar_entry(rel, data, 0o755 if os.access(full, os.X_OK) else 0o644))
+    # The end: two zero blocks, then zeros to a whole record of 20 blocks.
+    size = sum(len(part) for part in parts) + 2 * _BLOCK
+    parts.append(b"\0" * (2 * _BLOCK + -size % _RECORD))
+    return b"".join(parts), len(files)
+
+
+def _tar_entry(name, data, mode):
+    """A regular file's entry as tarfile.GNU_FORMAT writes it: a GNU long-name entry first
+    when the name has more than 100 bytes, the header, the content padded to whole blocks."""
+    # tarfile's encoding of names: the file system's, undecodable bytes kept as they were.
+    encoded = name.encode(sys.getfilesystemencoding(), "surrogateescape")
+    entry = b""
+    if len(encoded) > _NAME_SIZE:
+        long_name = encoded + b"\0"
+        entry = _tar_header(b"././@LongLink", 0, len(long_name), _LONG_NAME) + _padded(long_name)
+    return entry + _tar_header(encoded[:_NAME_SIZE], mode, len(data), _REGULAR[0]) + _padded(data)
+
+
+def _tar_header(name, mode, size, kind):
+    """One header block: owner 0:0 with no names, mtime 0, GNU's magic."""
+    if size < 8 ** 11:
+        size_field = b"%011o\0" % size
+    else:  # GNU's base-256, as tarfile writes sizes of 8 GiB and more
+        size_field = b"\x80" + size.to_bytes(11, "big")
+    header = b"".join([
+        name.ljust(_NAME_SIZE, b"\0"), b"%07o\0" % mode, b"%07o\0" % 0, b"%07o\0" % 0, size_field, b"%011o\0" % 0,
+        b" " * 8,  # the checksum, counted as spaces
+        kind, b"\0" * 100, _GNU_MAGIC, b"\0" * 32, b"\0" * 32, b"\0" * 8, b"\0" * 8, b"\0" * 155,
+    ]).ljust(_BLOCK, b"\0")
+    return header[:148] + b"%06o\0" % sum(header) + header[155:]
+
+
+def _padded(data):
+    return data + b"\0" * (-len(data) % _BLOCK)
 
 
 def extract_code_package(data, destination):
@@ -143,6 +173,9 @@ def extract_code_package(data, destination):
 
 
 _BLOCK = 512
+_RECORD = 20 * _BLOCK  # tarfile pads an archive to whole records
+_NAME_SIZE = 100
+_GNU_MAGIC = b"ustar  \0"
 _REGULAR = (b"0", b"\0")
 _LONG_NAME = b"L"  # GNU: the next entry's name, too long for the header, as this entry's data
 
@@ -195,13 +228,13 @@ def _damaged(why):
     return StoreError("code package is damaged: %s" % why, "Rebuild the code package (run the flow again)")
 
 
-def save_code_package(store, flow, run_id, directory, suffixes=None):
+def save_code_package(store, flow, run_id, directory, suffixes=None, graph=None):
     suffixes = tuple(suffixes) if suffixes else code_suffixes(store.environ)
     # A folder store inside the flow's folder (MFLOW_STORE=./store) is never walked.
     root = getattr(store.backend, "root", None)
     data, count = build_code_package(directory, suffixes, skip=[root] if root else ())
     info = store.blobs.put(data)
-    package = CodePackage(flow, str(run_id), info.key, info.size, info.stored_size, count, suffixes)
+    package = CodePackage(flow, str(run_id), info.key, info.size, info.stored_size, count, suffixes, graph)
     if store.write_record(layout.code_path(flow, run_id), package.to_json(), exclusive=True):
         return package
     return read_code_package(store, flow, run_id)
@@ -225,4 +258,5 @@ def read_code_package(store, flow, run_id):
         record.get("stored_size", record["size"]),
         record.get("files", 0),
         tuple(record.get("suffixes", DEFAULT_SUFFIXES)),
+        record.get("graph"),
     )

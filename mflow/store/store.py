@@ -165,12 +165,13 @@ class Store:
 
     # --- code packages and logs ------------------------------------------------------------
 
-    def save_code_package(self, flow, run_id, directory, suffixes=None):
+    def save_code_package(self, flow, run_id, directory, suffixes=None, graph=None):
         """Archive `directory` deterministically and record it as the code of run `run_id`,
-        once: a second call for the same run returns the first record. Its CodePackage."""
+        once: a second call for the same run returns the first record. Its CodePackage.
+        `graph` (mflow.graph.graph_record) is kept in the record for remote tasks."""
         from .code import save_code_package
 
-        return save_code_package(self, flow, run_id, directory, suffixes)
+        return save_code_package(self, flow, run_id, directory, suffixes, graph)
 
     def code_package(self, flow, run_id):
         """The CodePackage record of a run."""
