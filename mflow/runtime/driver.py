@@ -189,6 +189,13 @@ class RunDriver:
             params = plan.params
         else:
             params = {p.name: _recorded(p, self.parameters.get(attr)) for attr, p in self.flow_class._get_parameters()}
+        # The parameters are stored before the run record, so that every run a reader (or
+        # resume) can find has them, wherever its driver was killed.
+        if plan is not None:
+            self._cloner = Cloner(self.store, self.meta, plan, self.flow, self.run_id)
+            self._cloner.copy_parameters()
+        else:
+            self._save_parameters()
         self.meta.start_run(
             self.flow,
             self.run_id,
@@ -198,11 +205,6 @@ class RunDriver:
             origin_run_id=plan.origin_run_id if plan is not None else None,
             graph=graph_summary(self.graph),
         )
-        if plan is not None:
-            self._cloner = Cloner(self.store, self.meta, plan, self.flow, self.run_id)
-            self._cloner.copy_parameters()
-        else:
-            self._save_parameters()
         self.events.run_started(self.flow, self.run_id)
         self._log_dir = make_private_folder("mflow-%s-%s-" % (self.flow, self.run_id))
         previous = _install_signal_handlers()
