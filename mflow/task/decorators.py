@@ -11,6 +11,8 @@ def parse_with(specs):
     """{name: arguments} from --with values like `retry` or `retry:times=2,minutes_between_retries=0`.
 
     Values are Python literals; a bad name or argument is a ParameterError (exit 2)."""
+    if not specs:
+        return {}  # most tasks: without importing the literal reader (and _ast) for nothing
     from mflow.graph.syntax import literal_eval  # ast.literal_eval, without importing ast
 
     parsed = {}
