@@ -28,6 +28,8 @@ SLOW_FLOW = textwrap.dedent(
 
         @step
         def tick(self):
+            if __import__("os").environ.get("TICK_FAIL"):
+                raise RuntimeError("told to fail")
             for i in range(int(__import__("os").environ.get("TICKS", "3"))):
                 print("tick %d" % i, flush=True)
                 time.sleep(float(__import__("os").environ.get("TICK_SECONDS", "0.01")))
@@ -100,38 +102,63 @@ LITTER_FLOW = textwrap.dedent(
 )
 
 
-def test_a_packaged_task_reads_the_graph_the_driver_kept(tick_run):
-    """The run's code package record holds the flow's analyzed graph, so a packaged task does
-    not parse the flow file; a record without one it can use (an older or newer mflow's, or
-    none) has the task parse the file as before."""
+def test_a_packaged_task_reads_the_graph_and_code_the_driver_kept(tick_run):
+    """The run's code package record holds the flow's analyzed graph and compiled code, so a
+    packaged task neither parses nor compiles the flow file; a record without them, or with
+    ones it cannot use (another mflow's, another Python's, another source's), has the task
+    parse and compile the file as before. Either way, a traceback names the unpacked file."""
     import json
 
     folder, env, run_id = tick_run
     record_path = folder / "store" / "data" / "TickFlow" / run_id / "code.json"
     record = json.loads(record_path.read_text())
-    assert record["graph"]["file"] == "tickflow.py" and record["graph"]["format"].startswith("mflow ")
-    probe = ("import atexit, sys\n"
-             "atexit.register(lambda: print('parsed:', 'mflow.graph.parse' in sys.modules, file=sys.stderr))\n"
+    graph = record["graph"]
+    assert graph["file"] == "tickflow.py" and graph["format"].startswith("mflow ")
+    assert set(graph["bytecode"]) == {"python", "sha256", "code"}
+    probe = ("import atexit, builtins, sys\n"
+             "compiled = []\n"
+             "real_compile = builtins.compile\n"
+             "def compile(source, filename, *args, **kwargs):\n"
+             "    compiled.append(str(filename).endswith('tickflow.py'))\n"
+             "    return real_compile(source, filename, *args, **kwargs)\n"
+             "builtins.compile = compile\n"
+             "atexit.register(lambda: print('parsed:', 'mflow.graph.parse' in sys.modules, 'compiled:', any(compiled),\n"
+             "                              file=sys.stderr))\n"
              "sys.argv[0] = 'mflow-task'\n"
              "from mflow.cli.task import main\n"
              "main()\n")
 
-    def packaged_task(task_id):
+    def packaged_task(task_id, **more):
         done = subprocess.run(
             [sys.executable, "-c", probe, "--package", "--flow", "TickFlow", "tickflow.py", "tick", "--run-id", run_id,
-             "--task-id", task_id, "--input", "start/1"], capture_output=True, text=True, env=env, cwd=str(folder),
+             "--task-id", task_id, "--input", "start/1"], capture_output=True, text=True, env=dict(env, **more),
+            cwd=str(folder),
         )
-        assert done.returncode == 0 and '"status":"successful"' in done.stdout, done.stderr
-        return done.stderr.strip().splitlines()[-1]
+        return done, done.stderr.strip().splitlines()[-1]
 
-    assert packaged_task("60") == "parsed: False"
-    for task_id, graph in enumerate((dict(record["graph"], format="mflow 0.0.0 graph 0"),
-                                     dict(record["graph"], pickle="bm90IGEgcGlja2xl"), None), 61):
-        changed = {key: value for key, value in record.items() if key != "graph"}
-        if graph is not None:
-            changed["graph"] = graph
-        record_path.write_text(json.dumps(changed))
-        assert packaged_task(str(task_id)) == "parsed: True"
+    def with_graph(changed):
+        record_path.write_text(json.dumps(dict(record, graph=changed) if changed else
+                                          {key: value for key, value in record.items() if key != "graph"}))
+
+    done, said = packaged_task("60")
+    assert done.returncode == 0 and '"status":"successful"' in done.stdout, done.stderr
+    assert said == "parsed: False compiled: False"
+    cases = [
+        (dict(graph, bytecode=dict(graph["bytecode"], sha256="0" * 64)), "parsed: False compiled: True"),
+        (dict(graph, bytecode=dict(graph["bytecode"], python="0d0d0a0a-0")), "parsed: False compiled: True"),
+        (dict(graph, format="mflow 0.0.0 graph 0"), "parsed: True compiled: True"),
+        (dict(graph, pickle="bm90IGEgcGlja2xl"), "parsed: True compiled: True"),
+        (None, "parsed: True compiled: True"),
+    ]
+    for task_id, (changed, expected) in enumerate(cases, 61):
+        with_graph(changed)
+        done, said = packaged_task(str(task_id))
+        assert done.returncode == 0 and said == expected, (changed, done.stderr)
+    # The step fails (TICK_FAIL): its traceback names the unpacked flow file, compiled code or not.
+    for task_id, changed in ((70, graph), (71, None)):
+        with_graph(changed)
+        done, _ = packaged_task(str(task_id), TICK_FAIL="1")
+        assert done.returncode != 0 and "/code/tickflow.py\", line" in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize("tmpdir", ["given", "missing"])

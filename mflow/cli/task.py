@@ -144,10 +144,10 @@ def run_task(console, argv, flow_file, step, run_id, task_id, inputs, split_inde
 
     workdir = make_private_folder("mflow-task-")  # its unpacked code and output files
     try:
-        store = graph = None
+        store = graph = compiled = None
         if package:
             store = open_store(console, store_url)
-            flow_file, graph = _unpack_code(store, flow_name, run_id, flow_file, os.path.join(workdir, "code"))
+            flow_file, graph, compiled = _unpack_code(store, flow_name, run_id, flow_file, os.path.join(workdir, "code"))
         if graph is None:
             graph = load_graph(flow_file, flow_name=flow_name)
         check_graph(graph)
@@ -164,7 +164,7 @@ def run_task(console, argv, flow_file, step, run_id, task_id, inputs, split_inde
         switched = _switch_environment(console, argv, store, graph, step, run_id, environment, with_specs, workdir)
         if switched is not None:
             return switched
-        flow_class = load_flow_class(flow_file, graph.name)
+        flow_class = load_flow_class(flow_file, graph.name, compiled)
         # The step's own readers (the client API, S3(run=self)) find the run's store here.
         os.environ["MFLOW_STORE"] = store.url
         meta = MetaStore(store)
@@ -219,12 +219,13 @@ def _switch_environment(console, argv, store, graph, step, run_id, environment, 
 
 def _unpack_code(store, flow_name, run_id, flow_file, destination):
     """Unpack run `run_id`'s code package into `destination`: the path of FLOW.py in it, and
-    the flow's graph as the driver kept it in the package's record (None: parse the file)."""
+    the flow's graph and compiled code as the driver kept them in the package's record (None
+    where there are none this task can use: parse or compile the file)."""
     from mflow.errors import FlowFileError, ParameterError
 
     if not flow_name:
         raise ParameterError("--package needs --flow: the flow's name finds its code package", "Add --flow NAME")
-    from mflow.graph import graph_from_record
+    from mflow.graph import compiled_flow, graph_from_record
     from mflow.store.code import extract_code_package
 
     package = store.code_package(flow_name, run_id)
@@ -237,7 +238,8 @@ def _unpack_code(store, flow_name, run_id, flow_file, destination):
         )
     os.chdir(destination)  # the step finds the files packaged beside the flow, as locally
     path = os.path.join(destination, flow_file)
-    return path, graph_from_record(package.graph, os.path.normpath(flow_file), path, flow_name)
+    graph = graph_from_record(package.graph, os.path.normpath(flow_file), path, flow_name)
+    return path, graph, compiled_flow(package.graph) if graph is not None else None
 
 
 def _previous_failure(meta, flow, run_id, step, task_id, attempt):

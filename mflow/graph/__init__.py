@@ -14,15 +14,28 @@ def load_graph(path, flow_name=None, source=None):
     return analyze(parse_flow_file(path, flow_name=flow_name, source=source))
 
 
-def graph_record(graph, file_name):
+def graph_record(graph, file_name, source=None):
     """The analyzed graph of flow file `file_name` (its name in the run's code package) as
     the code package record keeps it, so that remote tasks need not parse the flow again:
-    {"file", "format", "pickle"}. Only this version of mflow reads it back."""
+    {"file", "format", "pickle"}. Only this version of mflow reads it back. With the file's
+    `source` (bytes), its compiled code as well ("bytecode", see compiled_flow)."""
     import binascii
     import pickle
 
     data = pickle.dumps(graph, protocol=5)
-    return {"file": file_name, "format": _record_format(), "pickle": binascii.b2a_base64(data, newline=False).decode()}
+    record = {"file": file_name, "format": _record_format(), "pickle": binascii.b2a_base64(data, newline=False).decode()}
+    if source is not None:
+        import marshal
+
+        from mflow.store.sha import sha256_hex
+
+        try:
+            code = compile(source, file_name, "exec", dont_inherit=True)
+        except (SyntaxError, ValueError):
+            return record
+        record["bytecode"] = {"python": _bytecode_tag(), "sha256": sha256_hex(source),
+                              "code": binascii.b2a_base64(marshal.dumps(code), newline=False).decode()}
+    return record
 
 
 def graph_from_record(record, file_name, path, flow_name=None):
@@ -44,6 +57,33 @@ def graph_from_record(record, file_name, path, flow_name=None):
         return None
     graph.path = path
     return graph
+
+
+def compiled_flow(record):
+    """(SHA-256 of the source, marshalled code) of the flow file as graph_record compiled it,
+    when this interpreter can run that code (the same bytecode and optimization level); else
+    None. Compiling a flow file costs a task milliseconds (more than reading this)."""
+    if not isinstance(record, dict) or record.get("format") != _record_format():
+        return None
+    bytecode = record.get("bytecode")
+    if not isinstance(bytecode, dict) or bytecode.get("python") != _bytecode_tag():
+        return None
+    import binascii
+
+    try:
+        return bytecode["sha256"], binascii.a2b_base64(bytecode["code"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _bytecode_tag():
+    import sys
+
+    try:
+        from _frozen_importlib_external import MAGIC_NUMBER
+    except ImportError:
+        from importlib.util import MAGIC_NUMBER
+    return "%s-%d" % (MAGIC_NUMBER.hex(), sys.flags.optimize)
 
 
 def _record_format():

@@ -183,7 +183,7 @@ class RunDriver:
         # The analyzed graph goes with the code, so that remote tasks need not parse the flow.
         code = self.store.save_code_package(
             self.flow, self.run_id, os.path.dirname(self.flow_file),
-            graph=graph_record(self.graph, os.path.basename(self.flow_file)),
+            graph=graph_record(self.graph, os.path.basename(self.flow_file), _read_bytes(self.flow_file)),
         )
         if plan is not None:
             params = plan.params
@@ -766,6 +766,14 @@ def _read_result(path):
         return TaskResult.from_json(orjson.loads(data))
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def _read_bytes(path):
+    try:
+        with open(path, "rb") as stream:
+            return stream.read()
+    except OSError:
+        return None  # the code package reads it too, and says what is wrong
 
 
 def _write_atomically(path, text):

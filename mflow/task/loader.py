@@ -9,8 +9,9 @@ import sys
 
 try:  # what importlib.util hands out, without importing it (with contextlib and more) in every task
     from _frozen_importlib import module_from_spec
-    from _frozen_importlib_external import spec_from_file_location
+    from _frozen_importlib_external import SourceFileLoader, spec_from_file_location
 except ImportError:
+    from importlib.machinery import SourceFileLoader
     from importlib.util import module_from_spec, spec_from_file_location
 
 from mflow.errors import FlowFileError
@@ -18,13 +19,14 @@ from mflow.errors import FlowFileError
 _LOADED = {}  # (absolute path, flow name) -> class
 
 
-def load_flow_class(path, flow_name):
-    """The FlowSpec subclass `flow_name` defined in the flow file at `path`."""
+def load_flow_class(path, flow_name, compiled=None):
+    """The FlowSpec subclass `flow_name` defined in the flow file at `path`. `compiled`:
+    (SHA-256 of a source, its marshalled code), used if the file holds that source."""
     path = os.path.abspath(path)
     cached = _LOADED.get((path, flow_name))
     if cached is not None:
         return cached
-    module = _import_file(path)
+    module = _import_file(path, compiled)
     flow_class = getattr(module, flow_name, None)
     from mflow.flow.spec import FlowSpec
 
@@ -38,7 +40,36 @@ def load_flow_class(path, flow_name):
     return flow_class
 
 
-def _import_file(path):
+class _CompiledLoader(SourceFileLoader):
+    """The flow file's loader, given its code compiled already (by the driver, for a run's
+    packaged tasks): used when the file holds the source it was compiled from, else the file
+    is compiled as usual. Writes no bytecode cache beside the file."""
+
+    def __init__(self, name, path, compiled):
+        super().__init__(name, path)
+        self._compiled = compiled
+
+    def get_code(self, fullname):
+        import marshal
+
+        import _imp
+
+        from mflow.store.sha import sha256_hex
+
+        source = self.get_data(self.path)
+        digest, data = self._compiled
+        if sha256_hex(source) == digest:
+            try:
+                code = marshal.loads(data)
+            except (EOFError, ValueError, TypeError):
+                code = None
+            if code is not None:
+                _imp._fix_co_filename(code, self.path)  # tracebacks name this file, as a .pyc's do
+                return code
+        return self.source_to_code(source, self.path)
+
+
+def _import_file(path, compiled=None):
     directory = os.path.dirname(path)
     # As `python flow.py` would: modules beside the flow file are importable.
     if directory not in sys.path:
@@ -50,7 +81,8 @@ def _import_file(path):
     if existing is not None or name in getattr(sys, "stdlib_module_names", ()) or not name.isidentifier():
         # Never replace a module that is (or may be) someone else's, e.g. a flow in statistics.py.
         name = "mflow_flow_" + "".join(c if c.isalnum() else "_" for c in name)
-    spec = spec_from_file_location(name, path)
+    loader = _CompiledLoader(name, path, compiled) if compiled else None
+    spec = spec_from_file_location(name, path, loader=loader)
     if spec is None or spec.loader is None:
         raise FlowFileError("cannot import flow file %s" % path, "Give the path of a .py file", path=path)
     module = module_from_spec(spec)
