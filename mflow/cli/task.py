@@ -225,7 +225,7 @@ def _unpack_code(store, flow_name, run_id, flow_file, destination):
 
     if not flow_name:
         raise ParameterError("--package needs --flow: the flow's name finds its code package", "Add --flow NAME")
-    from mflow.graph import compiled_flow, graph_from_record
+    from mflow.graph import from_record
     from mflow.store.code import extract_code_package
 
     package = store.code_package(flow_name, run_id)
@@ -238,8 +238,7 @@ def _unpack_code(store, flow_name, run_id, flow_file, destination):
         )
     os.chdir(destination)  # the step finds the files packaged beside the flow, as locally
     path = os.path.join(destination, flow_file)
-    graph = graph_from_record(package.graph, os.path.normpath(flow_file), path, flow_name)
-    return path, graph, compiled_flow(package.graph) if graph is not None else None
+    return (path,) + from_record(package.graph, os.path.normpath(flow_file), path, flow_name)
 
 
 def _previous_failure(meta, flow, run_id, step, task_id, attempt):

@@ -18,7 +18,7 @@ def graph_record(graph, file_name, source=None):
     """The analyzed graph of flow file `file_name` (its name in the run's code package) as
     the code package record keeps it, so that remote tasks need not parse the flow again:
     {"file", "format", "pickle"}. Only this version of mflow reads it back. With the file's
-    `source` (bytes), its compiled code as well ("bytecode", see compiled_flow)."""
+    `source` (bytes), its compiled code as well ("bytecode", see from_record)."""
     import binascii
     import pickle
 
@@ -38,11 +38,14 @@ def graph_record(graph, file_name, source=None):
     return record
 
 
-def graph_from_record(record, file_name, path, flow_name=None):
-    """The graph graph_record kept, for `file_name` in the package (unpacked at `path`) and
-    flow `flow_name`; None when there is none to use (another file or flow, another mflow)."""
+def from_record(record, file_name, path, flow_name=None):
+    """(graph, compiled) as graph_record kept them for `file_name` in the package (unpacked
+    at `path`) and flow `flow_name`. The graph is None when there is none to use (another
+    file or flow, another mflow); compiled, (SHA-256 of the source, marshalled code), is None
+    when there is no graph or this interpreter cannot run that code (another bytecode or
+    optimization level). Compiling a flow file costs a task milliseconds, more than this."""
     if not isinstance(record, dict) or record.get("format") != _record_format() or record.get("file") != file_name:
-        return None
+        return None, None
     import binascii
 
     try:  # the C unpickler, as artifacts are read: no import of pickle.py and re
@@ -52,28 +55,17 @@ def graph_from_record(record, file_name, path, flow_name=None):
     try:
         graph = loads(binascii.a2b_base64(record["pickle"]))
     except Exception:  # noqa: BLE001 - a damaged record: parse the flow file instead
-        return None
+        return None, None
     if not isinstance(graph, FlowGraph) or (flow_name is not None and graph.name != flow_name):
-        return None
+        return None, None
     graph.path = path
-    return graph
-
-
-def compiled_flow(record):
-    """(SHA-256 of the source, marshalled code) of the flow file as graph_record compiled it,
-    when this interpreter can run that code (the same bytecode and optimization level); else
-    None. Compiling a flow file costs a task milliseconds (more than reading this)."""
-    if not isinstance(record, dict) or record.get("format") != _record_format():
-        return None
     bytecode = record.get("bytecode")
     if not isinstance(bytecode, dict) or bytecode.get("python") != _bytecode_tag():
-        return None
-    import binascii
-
+        return graph, None
     try:
-        return bytecode["sha256"], binascii.a2b_base64(bytecode["code"])
+        return graph, (bytecode["sha256"], binascii.a2b_base64(bytecode["code"]))
     except (KeyError, TypeError, ValueError):
-        return None
+        return graph, None
 
 
 def _bytecode_tag():

@@ -10,11 +10,6 @@ import io
 import time
 from collections.abc import Mapping
 
-try:  # the C pickler that the pickle module itself uses, without pickle.py's import of re
-    import _pickle as pickle
-except ImportError:
-    import pickle
-
 from mflow.errors import (
     ArtifactSerializationError,
     CorruptBlobError,
@@ -27,7 +22,7 @@ from mflow.namedtuple import NamedTuple
 from mflow.naming import is_identifier
 
 from . import layout
-from .blobs import SMALL_READ
+from .blobs import SMALL_READ, pickle  # the C pickler, as blobs.py picks it
 from .sha import Sha256, sha256_hex
 
 PICKLE_PROTOCOL = 5
