@@ -107,16 +107,21 @@ class FlowDefinitionError(MflowError):
 
 
 class GraphLintError(MflowError):
-    """The flow's graph breaks one or more graph rules; `problems` holds each of them."""
+    """The flow's graph breaks one or more graph rules; `problems` holds each of them and
+    `details` their `FILE:LINE: error: message` lines, which the CLI prints before its one-line
+    error, as `mflow check` prints them."""
 
     exit_code = ExitCode.FAILED
 
-    def __init__(self, problems):
+    def __init__(self, problems, path=None):
         self.problems = list(problems)
+        self.path = path
+        self.details = [problem.format(path) for problem in self.problems] if path else []
         count = len(self.problems)
         super().__init__(
-            "the flow's graph has %d problem%s" % (count, "" if count == 1 else "s"),
-            "Run `mflow check FLOW.py` to see each with its line",
+            "the flow's graph has %d problem%s%s" % (count, "" if count == 1 else "s", " (above)" if path else ""),
+            "Fix %s and run again; `mflow check FLOW.py` checks a flow without running it"
+            % ("it" if count == 1 else "them"),
         )
 
 

@@ -407,8 +407,18 @@ def test_a_bad_graph_fails_before_running(runner):
     )
     result = runner.run(path)
     assert result.returncode == 1
-    assert "Error: the flow's graph has 2 problems. Run `mflow check FLOW.py` to see each with its line." in result.stderr
+    # Every problem as `mflow check` prints it, then the one-line error: no second command needed.
+    lines = result.stderr.splitlines()
+    assert lines[-3:] == [
+        "%s:6: error: step start goes to unknown step nowhere; define it or fix the name" % path,
+        "%s:9: error: step end cannot be reached from start; connect it or remove it" % path,
+        "Error: the flow's graph has 2 problems (above). Fix them and run again; "
+        "`mflow check FLOW.py` checks a flow without running it.",
+    ]
     assert not (runner.store_dir / "meta").exists()
+    check = subprocess.run([mflow(), "check", str(path)], capture_output=True, text=True, env=runner.env)
+    assert check.returncode == result.returncode
+    assert check.stderr.splitlines()[:2] == lines[-3:-1]
 
 
 FAILING = HEADER + """

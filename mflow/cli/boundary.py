@@ -52,6 +52,8 @@ def run_guarded(console, args, call):
             code = ExitCode.INTERRUPTED
         except MflowError as exc:
             _show_traceback(console)
+            for line in getattr(exc, "details", ()):
+                console.err(line)
             console.err("Error: %s" % exc)
             code = exc.exit_code
         except (StdoutClosed, BrokenPipeError):

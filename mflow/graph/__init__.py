@@ -89,4 +89,4 @@ def check_graph(graph):
     if graph.problems:
         from mflow.errors import GraphLintError
 
-        raise GraphLintError(graph.sorted_problems())
+        raise GraphLintError(graph.sorted_problems(), graph.path)
