@@ -37,12 +37,13 @@ RESERVED_STEP_NAMES = frozenset(
     ["name", "next", "input", "index", "inputs", "foreach_stack", "merge_artifacts", "cmd", "script_name", "self"]
 )
 
-# Options of `mflow run` that a parameter (which becomes `--NAME`) must not take.
+# The names Metaflow reserves for its own options, exactly (each also in its _ form, which
+# parameter_key treats alike): a flow that runs on Metaflow runs here. A parameter may share
+# a name with any other option of `mflow run`; it wins after FLOW.py (see FlowCommand).
 RESERVED_PARAMETER_NAMES = frozenset(
     [
-        "help", "tag", "with", "store", "flow", "run-id", "run-id-file", "max-workers", "max-num-splits",
-        "quiet", "verbose", "traceback", "log-format", "namespace", "params", "origin-run-id",
-        "environment",
+        "params", "with", "tag", "namespace", "obj", "tags", "decospecs", "run-id-file", "max-num-splits",
+        "max-workers", "max-log-size", "user-namespace", "runner-attribute-file",
     ]
 )
 

@@ -133,10 +133,11 @@ def test_lint_judges_literal_arguments_and_placement(tmp_path):
     assert any("@pypi_base on step end belongs on the flow class" in m for m in messages)
 
 
-def test_reserved_environment_parameter():
+def test_environment_is_a_parameter_name():
+    # Metaflow does not reserve it: a flow's --environment parameter wins after FLOW.py.
     from mflow.naming import is_reserved_parameter
 
-    assert is_reserved_parameter("environment")
+    assert not is_reserved_parameter("environment")
 
 
 # --- what pip and uv say when a spec cannot be met --------------------------------------------

@@ -372,11 +372,27 @@ def test_invalid_parameter_names(name):
     )
 
 
-@pytest.mark.parametrize("name", ["tag", "max-workers", "Max_Workers", "run-id"])
-def test_parameter_names_reserved_by_mflow_run(name):
+METAFLOW_RESERVED = [
+    "params", "with", "tag", "namespace", "obj", "tags", "decospecs", "run-id-file", "max-num-splits",
+    "max-workers", "max-log-size", "user-namespace", "runner-attribute-file",
+]
+
+
+@pytest.mark.parametrize(
+    "name", METAFLOW_RESERVED + [n.replace("-", "_") for n in METAFLOW_RESERVED if "-" in n] + ["Max_Workers", "TAG"]
+)
+def test_parameter_names_reserved_as_in_metaflow(name):
     with pytest.raises(FlowDefinitionError) as excinfo:
         Parameter(name)
-    assert message(excinfo) == "Parameter name %r is reserved: it is an option of `mflow run`. Rename the parameter." % name
+    assert message(excinfo) == "Parameter name %r is reserved, as in Metaflow. Rename the parameter." % name
+
+
+@pytest.mark.parametrize(
+    "name", ["verbose", "quiet", "store", "flow", "run-id", "help", "environment", "log-format", "max-jobs", "traceback"]
+)
+def test_driver_option_names_are_parameter_names(name):
+    # Metaflow reserves none of these; the flow's parameter wins after FLOW.py.
+    assert Parameter(name).name == name
 
 
 @pytest.mark.parametrize("name", ["alpha", "learning-rate", "_x", "X9"])

@@ -534,7 +534,7 @@ middle = Parameter('middle-param', default='m')
     path = write_flow(tmp_path, params + LINEAR)
     assert errors(cli, path) == [
         err(path, "again = ", "parameter 'alpha' is declared twice (lines %d and %d)" % (line_of(path, "alpha = "), line_of(path, "again = "))),
-        err(path, "tag = ", "parameter name 'tag' is reserved by `mflow run`; rename it"),
+        err(path, "tag = ", "parameter name 'tag' is reserved, as in Metaflow; rename it"),
         err(path, "count = ", "parameter 'count': default 'three' is not of type int"),
         err(path, "bad = ", "parameter name 'no spaces allowed' is invalid; use letters, digits, _ and -"),
         err(path, "unnamed = ", "Parameter unnamed has no name; give it one, e.g. Parameter('unnamed')"),

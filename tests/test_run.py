@@ -557,6 +557,114 @@ def test_python_flow_py_run(runner):
     assert "hello there" in result.stderr
 
 
+SHADOWING = HEADER + """
+class ShadowFlow(FlowSpec):
+    verbose = Parameter("verbose", type=int, default=0, help="How chatty")
+    store = Parameter("store", default="here")
+    flow = Parameter("flow", default="f")
+    help = Parameter("help", default="h")
+    quiet = Parameter("quiet", type=bool, default=False)
+    environment = Parameter("environment", default="dev")
+
+    @step
+    def start(self):
+        self.seen = [self.verbose, self.store, self.flow, self.help, self.quiet, self.environment]
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+if __name__ == "__main__":
+    ShadowFlow()
+"""
+
+
+def test_parameters_named_like_driver_options_win_after_the_flow_file(runner):
+    path = runner.write(SHADOWING)
+    other = runner.dir / "other-store"
+    # After FLOW.py the options are the flow's; the driver's --store goes before it.
+    args = ["--verbose", "3", "--store", "mine", "--flow", "x", "--help", "y", "--quiet", "--environment", "prod"]
+    result = subprocess.run(
+        [mflow(), "run", "--store", str(other), str(path), *args],
+        capture_output=True, text=True, cwd=str(runner.dir), env=runner.env, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    run_id = result.stdout.strip().split("/")[1]
+    assert (other / "meta" / "ShadowFlow").is_dir() and not runner.store_dir.exists()
+    store = open_store(str(other), environ={"MFLOW_USER": "tester"})
+    seen = store.artifacts(Pathspec.task("ShadowFlow", run_id, "start", "1"))["seen"]
+    assert seen == [3, "mine", "x", "y", True, "prod"]
+
+    # python flow.py: options before the command are the driver's, as in Metaflow; -q is too.
+    result = subprocess.run(
+        [sys.executable, str(path), "--store", str(other), "-q", "run", "--store", "theirs", "--no-quiet"],
+        capture_output=True, text=True, cwd=str(runner.dir), env=runner.env, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # -q: the driver's quiet
+    run_id = result.stdout.strip().split("/")[1]
+    seen = store.artifacts(Pathspec.task("ShadowFlow", run_id, "start", "1"))["seen"]
+    assert seen == [0, "theirs", "f", "h", False, "dev"]
+
+    # --mflow-NAME reaches the driver's option anywhere; the defaults stay the flow's.
+    result = subprocess.run(
+        [mflow(), "run", str(path), "--mflow-store", str(other), "--verbose", "1"],
+        capture_output=True, text=True, cwd=str(runner.dir), env=runner.env, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    seen = store.artifacts(Pathspec.task("ShadowFlow", result.stdout.strip().split("/")[1], "start", "1"))["seen"]
+    assert seen == [1, "here", "f", "h", False, "dev"]
+
+    # Help (-h stays the driver's) lists the parameters and the driver options' other names.
+    result = subprocess.run([mflow(), "run", str(path), "-h"], capture_output=True, text=True, env=runner.env)
+    assert result.returncode == 0, result.stderr
+    assert "--verbose INT" in result.stdout and "How chatty" in result.stdout
+    assert "--mflow-store URL" in result.stdout and "-v, --mflow-verbose" in result.stdout
+
+
+def test_a_driver_option_without_a_clash_works_after_the_flow_file(runner):
+    path = runner.write(
+        HEADER
+        + """
+        class PlainFlow(FlowSpec):
+            @step
+            def start(self):
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+        """
+    )
+    other = runner.dir / "elsewhere"
+    assert runner.ok(path, "--store", other, "--max-workers", "2", "-q").startswith("PlainFlow/")
+    assert (other / "meta" / "PlainFlow").is_dir()
+
+
+@pytest.mark.parametrize("name", ["tag", "max_workers", "user-namespace", "runner-attribute-file", "obj"])
+def test_a_parameter_with_a_name_metaflow_reserves_is_one_line_error(runner, name):
+    path = runner.write(
+        HEADER
+        + """
+        class ReservedFlow(FlowSpec):
+            p = Parameter("%s", default=1)
+
+            @step
+            def start(self):
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+        """ % name
+    )
+    result = runner.run(path)
+    assert result.returncode == 1, result.stderr
+    assert "%s:4: error: parameter name %r is reserved, as in Metaflow; rename it" % (path, name) in result.stderr
+    assert result.stderr.count("Error:") == 1 and not runner.store_dir.exists()
+
+
 def test_logs_are_kept_verbatim(runner):
     path = runner.write(
         HEADER

@@ -17,14 +17,18 @@ def run_flow_class(flow_class, argv=None):
     args = list(sys.argv[1:] if argv is None else argv)
     path = inspect.getsourcefile(flow_class) or sys.argv[0]
     prog = os.path.basename(path)
-    if not args or args[0] not in FLOW_FILE_SUBCOMMANDS:
-        usage = "Usage: %s COMMAND [OPTIONS]\n\nCommands:\n" % prog
+    # Options before COMMAND are the driver's (`python flow.py --with retry run`, as in
+    # Metaflow); they go before FLOW.py, where no flow parameter can take them.
+    position = next((i for i, arg in enumerate(args) if arg in FLOW_FILE_SUBCOMMANDS), None)
+    leading = args[:position] if position is not None else args
+    if position is None or not all(arg.startswith("-") for arg in leading[:1]):
+        usage = "Usage: %s [OPTIONS] COMMAND [ARGS]\n\nCommands:\n" % prog
         usage += "".join("  %s\n" % name for name in FLOW_FILE_SUBCOMMANDS)
-        usage += "\nEach is `mflow COMMAND %s`; see `mflow COMMAND --help`." % prog
+        usage += "\nEach is `mflow COMMAND [OPTIONS] %s [ARGS]`; see `mflow COMMAND --help`." % prog
         if args and args[0] not in ("-h", "--help"):
             sys.stderr.write("Error: unknown command %r.\n\n%s\n" % (args[0], usage))
             sys.exit(2)
         sys.stdout.write(usage + "\n")
         sys.exit(0)
-    command = [args[0], path, "--flow", flow_class.__name__] + args[1:]
+    command = [args[position]] + leading + ["--flow", flow_class.__name__, path] + args[position + 1:]
     sys.exit(run_cli(cli, command, prog_name=prog))

@@ -19,18 +19,70 @@ def parameter_env_name(name):
 
 class FlowCommand(click.Command):
     """A command whose options grow, at parse time, by the Parameters of the flow named
-    by its first argument."""
+    by its first argument.
+
+    Metaflow reserves only a few parameter names, so a flow may name a parameter like an
+    option of this command (`verbose`, `store`, `flow`...). After FLOW.py the parameter wins;
+    before FLOW.py the option is the driver's, and it is also `--mflow-NAME` anywhere:
+    `mflow run --store s3://b/p flow.py --store ./data` gives the flow's `store` parameter
+    the value ./data. Short options (-v, -q, -h) are always the driver's."""
 
     def parse_args(self, ctx, args):
-        flow_file = next((a for a in args if not a.startswith("-")), None)
-        flow_name = _option_value(args, "--flow")
+        if not hasattr(self, "_driver_params"):
+            self._driver_params = list(self.params)
+        self.params = list(self._driver_params)
+        self._help_option = None  # click caches it; which names it takes depends on the flow
         ctx.meta["mflow.flow"] = None
-        if flow_file is not None and os.path.isfile(flow_file) and flow_file.endswith(".py"):
-            loaded = load_flow(flow_file, flow_name)
+        position = _flow_file_position(self._driver_params, args)
+        if position is None:
+            return super().parse_args(ctx, args)
+        flow_file, before, after = args[position], args[:position], args[position + 1:]
+        if os.path.isfile(flow_file) and flow_file.endswith(".py"):
+            loaded = _load_named_flow(flow_file, _option_value(before, "--flow"), _option_value(after, "--flow"))
             ctx.meta["mflow.flow"] = loaded
-            self.params = [p for p in self.params if not getattr(p, "is_flow_parameter", False)]
-            self.params.extend(parameter_options(loaded[1]))
-        return super().parse_args(ctx, args)
+            options = parameter_options(loaded[1])
+            taken = {name for option in options for name in option.opts + option.secondary_opts}
+            self.params = [_driver_spelling(param, taken) for param in self._driver_params] + options
+            before = [_DRIVER_PREFIX + arg[2:] if arg.split("=", 1)[0] in taken else arg for arg in before]
+            if "--help" in taken:
+                before = ["-h" if arg == _DRIVER_PREFIX + "help" else arg for arg in before]
+        return super().parse_args(ctx, before + [flow_file] + after)
+
+
+_DRIVER_PREFIX = "--mflow-"
+
+
+def _flow_file_position(params, args):
+    """The index of FLOW.py in `args` (the first argument that is no option nor an option's
+    value), or None."""
+    valued = set()
+    for param in params:
+        if isinstance(param, click.Option) and not param.is_flag and not param.count:
+            valued.update(param.opts + param.secondary_opts)
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            return index + 1 if index + 1 < len(args) else None
+        if arg == "-" or not arg.startswith("-"):
+            return index
+        name = "--" + arg[len(_DRIVER_PREFIX):] if arg.startswith(_DRIVER_PREFIX) else arg
+        index += 2 if name in valued else 1
+    return None
+
+
+def _driver_spelling(param, taken):
+    """`param` itself, or, when a flow parameter takes one of its long names, a copy that
+    answers to --mflow-NAME in place of those names."""
+    names = param.opts + param.secondary_opts
+    if not isinstance(param, click.Option) or not taken.intersection(names):
+        return param
+    import copy
+
+    param = copy.copy(param)
+    param.opts = [_DRIVER_PREFIX + n[2:] if n in taken else n for n in param.opts]
+    param.secondary_opts = [_DRIVER_PREFIX + n[2:] if n in taken else n for n in param.secondary_opts]
+    return param
 
 
 def _option_value(args, name):
@@ -40,6 +92,23 @@ def _option_value(args, name):
         if arg.startswith(name + "="):
             return arg.split("=", 1)[1]
     return None
+
+
+def _load_named_flow(flow_file, before, after):
+    """load_flow() of the flow --flow names: before FLOW.py, or after it unless that
+    --flow is the parameter of the file's one flow."""
+    from mflow.errors import FlowFileError
+    from mflow.naming import parameter_key
+
+    try:
+        return load_flow(flow_file, before or after)
+    except FlowFileError:
+        if before or not after:
+            raise
+        loaded = load_flow(flow_file, None)
+        if not any(parameter_key(p.name) == "flow" for _, p in loaded[1]._get_parameters()):
+            raise
+        return loaded
 
 
 def load_flow(flow_file, flow_name):
@@ -59,7 +128,7 @@ class ParameterOption(click.Option):
 def parameter_options(flow_class):
     options = []
     for attribute, parameter in flow_class._get_parameters():
-        help_text = parameter.help or ("%s parameter" % parameter.kind)
+        help_text = parameter.help or ("flow parameter" if parameter.kind == "Parameter" else "IncludeFile: a path")
         if parameter.required and parameter.default is None:
             help_text += " (required)"
         shown = parameter.show_default and not parameter.is_deferred and parameter.default is not None
@@ -195,6 +264,10 @@ def run(ctx, flow_file, flow_name, max_workers, max_jobs, max_num_splits, tags, 
     also settable as MFLOW_PARAM_<NAME>; `mflow run FLOW.py --help` lists them. Task output
     streams to stderr, each line prefixed [run/step/task]; on success the run's pathspec is
     printed on stdout.
+
+    A parameter named like an option here (--verbose, --store, --flow...) takes that
+    option after FLOW.py; the driver's option then goes before FLOW.py, or is
+    --mflow-NAME anywhere (`mflow run --store s3://b/p flow.py --store ./data`).
 
     Examples:
 

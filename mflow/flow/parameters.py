@@ -112,7 +112,7 @@ class Parameter:
             )
         if is_reserved_parameter(self.name):
             raise FlowDefinitionError(
-                "%s name %r is reserved: it is an option of `mflow run`" % (self.kind, self.name),
+                "%s name %r is reserved, as in Metaflow" % (self.kind, self.name),
                 "Rename the parameter",
             )
 

@@ -50,7 +50,7 @@ def _check_parameters(graph):
         if not is_parameter_name(param.name):
             _add(graph, param.line, "parameter name %r is invalid; use letters, digits, _ and -" % param.name)
         if is_reserved_parameter(param.name):
-            _add(graph, param.line, "parameter name %r is reserved by `mflow run`; rename it" % param.name)
+            _add(graph, param.line, "parameter name %r is reserved, as in Metaflow; rename it" % param.name)
         key = parameter_key(param.name)
         if key in seen:
             first_name, first_line = seen[key]
