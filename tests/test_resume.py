@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from mflow.meta import MetaStore
+from mflow.store.pathspec import Pathspec
 from test_run import HEADER, Runner, mflow
 
 
@@ -175,3 +176,68 @@ def test_two_runs_at_once_in_one_store(runner):
         runs.append(out.strip())
     assert runs[0] != runs[1]
     assert sorted(runner.only(run, "end")["final"] for run in runs) == [2 * 45 + 1, 5 * 45 + 1]
+
+
+ORIGIN_FLOW = HEADER + """
+import os
+
+class OriginFlow(FlowSpec):
+    @step
+    def start(self):
+        self.start_origin = current.origin_run_id
+        self.items = [1, 2]
+        self.next(self.each, foreach="items")
+
+    @step
+    def each(self):
+        self.each_origin = current.origin_run_id
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.each_origins = [i.each_origin for i in inputs]
+        if os.environ.get("FAIL_JOIN"):
+            raise RuntimeError("join fails")
+        self.join_origin = current.origin_run_id
+        self.next(self.end)
+
+    @step
+    def end(self):
+        self.end_origin = current.origin_run_id
+"""
+
+
+def test_current_origin_run_id_in_every_re_executed_task(runner):
+    path = runner.write(ORIGIN_FLOW)
+    fresh = runner.ok(path)
+    assert runner.only(fresh, "end")["end_origin"] is None  # a fresh run has no origin
+    result = runner.run(path, env={"FAIL_JOIN": "1"})
+    assert result.returncode == 1, result.stderr
+    origin_id = [line for line in result.stderr.splitlines() if line.startswith("Run ")][0].split()[1].split("/")[1]
+    # Resumed from each: start is cloned, each, join and end run again and see the origin.
+    resumed = resume(runner, path, "each")
+    assert resumed.returncode == 0, resumed.stderr
+    run = resumed.stdout.strip()
+    assert runner.only(run, "start")["start_origin"] is None  # cloned: the origin run's own value
+    assert runner.only(run, "join")["each_origins"] == [origin_id, origin_id]
+    assert runner.only(run, "join")["join_origin"] == origin_id
+    assert runner.only(run, "end")["end_origin"] == origin_id
+    # mflow-task takes it as --origin-run-id, as the driver passes it to spawned tasks and jobs.
+    flow, run_id = run.split("/")
+    task = subprocess.run(
+        ["mflow-task", str(path), "end", "--run-id", run_id, "--task-id", "90", "--input", "join/%s" %
+         meta(runner).tasks(flow, run_id, "join")[0].task_id, "--origin-run-id", origin_id],
+        capture_output=True, text=True, cwd=str(runner.dir), env=runner.env, timeout=60,
+    )
+    assert task.returncode == 0, task.stderr
+    assert runner.store().artifacts(Pathspec.task(flow, run_id, "end", "90"))["end_origin"] == origin_id
+
+
+def test_task_arguments_carry_the_origin_run_id():
+    from mflow.runtime.planner import TaskSpec
+    from mflow.runtime.remote import task_arguments
+
+    spec = TaskSpec("end", "4", ("join/3",), None, ())
+    arguments = task_arguments("F", "/s", "flow.py", "9", spec, 0, None, (), (), "7")
+    assert arguments[-2:] == ["--origin-run-id", "7"]
+    assert "--origin-run-id" not in task_arguments("F", "/s", "flow.py", "9", spec, 0, None, (), ())

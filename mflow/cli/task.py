@@ -57,6 +57,7 @@ TASK_OPTIONS = {
     "--tag": ("tags", MANY, str),
     "--with": ("with_specs", MANY, str),
     "--fallback": ("fallback", FLAG, None),
+    "--origin-run-id": ("origin_run_id", ONE, str),
     "--package": ("package", FLAG, None),
     "--live-logs": ("live_logs", ONE, _seconds),
     "--log-files": ("log_files", PAIR, _file),
@@ -76,7 +77,7 @@ POSITIONAL = ("flow_file", "step")
 def parse_fast(argv, environ):
     """mflow-task's parameters from a well-formed command line, as click would read them
     (plus `quiet`, `verbose`, `traceback`); None for anything else, which click then reads."""
-    params = {"inputs": (), "tags": (), "with_specs": (), "split_index": None, "attempt": 0, "fallback": False,
+    params = {"inputs": (), "tags": (), "with_specs": (), "split_index": None, "attempt": 0, "fallback": False, "origin_run_id": None,
               "package": False, "live_logs": None, "log_files": None, "flow_name": None, "store_url": None,
               "quiet": 0, "verbose": 0, "traceback": False}
     positional = []
@@ -130,7 +131,7 @@ def parse_fast(argv, environ):
 
 
 def run_task(console, argv, flow_file, step, run_id, task_id, inputs, split_index, attempt, tags, with_specs,
-             fallback, package, live_logs, log_files, flow_name, store_url, environment):
+             fallback, package, live_logs, log_files, flow_name, store_url, environment, origin_run_id=None):
     """Run the task: mflow-task's work once its command line is read (by either reader)."""
     from mflow import jsonio  # not orjson or json: their imports cost a task more than its one line
     from mflow.errors import ExitCode, FlowFileError, PathspecError
@@ -176,7 +177,7 @@ def run_task(console, argv, flow_file, step, run_id, task_id, inputs, split_inde
             task = TaskAttempt(
                 store, meta, graph, flow_class, run_id, step, task_id, refs,
                 split_index=split_index, attempt=attempt, log_paths=paths, tags=tags,
-                decorators=decorators, fallback=failure, live_logs=live_logs,
+                decorators=decorators, fallback=failure, live_logs=live_logs, origin_run_id=origin_run_id,
             )
             result = task.run()
         console.out(jsonio.dumps(result.to_json(), separators=(",", ":"), ensure_ascii=False))

@@ -47,6 +47,11 @@ class TaskCommand(click.Command):
     help="Run the step's @catch stand-in: store the previous attempt's failure and go on.",
 )
 @click.option(
+    "--origin-run-id",
+    metavar="RUN",
+    help="The run a resumed run resumes, for current.origin_run_id (the driver passes it).",
+)
+@click.option(
     "--package",
     is_flag=True,
     help="Take FLOW.py from the run's code package in the store (needs --flow), as a remote worker does.",
@@ -69,8 +74,8 @@ class TaskCommand(click.Command):
 @store_option
 @common_options
 @click.pass_obj
-def cli(console, flow_file, step, run_id, task_id, inputs, split_index, attempt, tags, with_specs, fallback, package,
-        live_logs, log_files, flow_name, store_url, environment):
+def cli(console, flow_file, step, run_id, task_id, inputs, split_index, attempt, tags, with_specs, fallback,
+        origin_run_id, package, live_logs, log_files, flow_name, store_url, environment):
     """Run one attempt of task STEP of run --run-id, as `mflow run` does for every task.
 
     The step's inputs load lazily from the store; what it sets on self is saved as the
@@ -90,4 +95,4 @@ def cli(console, flow_file, step, run_id, task_id, inputs, split_index, attempt,
     """
     return run_task(console, click.get_current_context().meta["mflow.task.argv"], flow_file, step, run_id,
                     task_id, inputs, split_index, attempt, tags, with_specs, fallback, package, live_logs,
-                    log_files, flow_name, store_url, environment)
+                    log_files, flow_name, store_url, environment, origin_run_id)

@@ -174,6 +174,7 @@ class RunDriver:
         )
         if self._remote.used:
             self._remote.check()
+        self._remote.origin_run_id = plan.origin_run_id if plan is not None else None
         self._environments = self._resolve_environments(plan)
         self.run_id = self.meta.allocate_run_id(self.flow, self.options.run_id)
         if self._environments is not None:
@@ -397,7 +398,7 @@ class RunDriver:
 
         arguments = [sys.executable, "-m", "mflow.cli.task"] + task_arguments(
             self.flow, self.store.url, self.flow_file, self.run_id, spec, attempt, fallback, self.options.user_tags,
-            with_texts(self.options.with_decorators),
+            with_texts(self.options.with_decorators), self._remote.origin_run_id,
         ) + ["--log-files", paths[0], paths[1]]
         environ = dict(os.environ)
         environ.update(self.store.environ)
@@ -435,7 +436,7 @@ class RunDriver:
                 meta = MetaStore(store)
             code = run_in_child(store, meta, self.graph, self.flow_class, self.run_id, spec, attempt,
                                 paths, tags=self.options.user_tags, decorators=self.decorators(spec.step),
-                                fallback=fallback)
+                                fallback=fallback, origin_run_id=self._remote.origin_run_id)
         except BaseException:  # noqa: B902 - a child must never return into the driver's code
             import traceback
 
@@ -674,7 +675,7 @@ class RunDriver:
 
 
 def run_in_child(store, meta, graph, flow_class, run_id, spec, attempt, paths, tags=(), decorators=None,
-                 fallback=None):
+                 fallback=None, origin_run_id=None):
     """The body of a forked task: run the attempt with its output in the log files and
     write the result for the driver. The exit code mflow-task would give."""
     import orjson
@@ -687,7 +688,7 @@ def run_in_child(store, meta, graph, flow_class, run_id, spec, attempt, paths, t
         attempt_runner = TaskAttempt(
             store, meta, graph, flow_class, run_id, spec.step, spec.task_id, spec.inputs,
             split_index=spec.split_index, attempt=attempt, log_paths=(stdout_path, stderr_path), tags=tags,
-            heartbeat=False, decorators=decorators, fallback=fallback,
+            heartbeat=False, decorators=decorators, fallback=fallback, origin_run_id=origin_run_id,
         )
         result = attempt_runner.run()
     _write_atomically(result_path, orjson.dumps(result.to_json()).decode("utf-8"))

@@ -72,6 +72,7 @@ class RemoteTasks:
         self.result_grace = float(self.environ.get("MFLOW_REMOTE_RESULT_GRACE", RESULT_GRACE_SECONDS))
         self.poll_patience = POLL_PATIENCE_SECONDS
         self._poll_failing_since = {}  # engine -> when its polls started failing
+        self.origin_run_id = None  # a resumed run's origin, for current.origin_run_id
 
     @property
     def used(self):
@@ -130,7 +131,7 @@ class RemoteTasks:
     def _arguments(self, run_id, spec, attempt, fallback, tags):
         arguments = ["--package"] + task_arguments(
             self.flow, self.store.url, os.path.basename(self.flow_file), run_id, spec, attempt, fallback, tags,
-            self.with_specs,
+            self.with_specs, self.origin_run_id,
         )
         return arguments + ["--live-logs", str(float(self.environ.get("MFLOW_LIVE_LOGS", LIVE_LOG_SECONDS)))]
 
@@ -303,7 +304,7 @@ class RemoteTasks:
             executor.close()
 
 
-def task_arguments(flow, store_url, flow_file, run_id, spec, attempt, fallback, tags, with_specs):
+def task_arguments(flow, store_url, flow_file, run_id, spec, attempt, fallback, tags, with_specs, origin_run_id=None):
     """mflow-task's arguments for one attempt of the planner's TaskSpec `spec`: the same
     whether the driver starts it as a process or an engine runs it as a job."""
     arguments = [flow_file, spec.step, "--flow", flow, "--store", store_url, "--run-id", str(run_id),
@@ -318,6 +319,8 @@ def task_arguments(flow, store_url, flow_file, run_id, spec, attempt, fallback, 
         arguments += ["--with", text]
     if fallback is not None:
         arguments.append("--fallback")
+    if origin_run_id is not None:
+        arguments += ["--origin-run-id", str(origin_run_id)]
     return arguments
 
 
