@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import datetime
 
 import pytest
@@ -247,8 +248,9 @@ def test_flow_lists_runs_newest_first_in_the_namespace(client):
 def test_run_status_times_tags_data_and_code(client):
     run = Run(client.runs["second"])
     assert run.id == run_id(client.runs["second"]) and run.path_components == client.runs["second"].split("/")
-    assert run.successful and run.finished and run.status == "successful"
+    assert run.successful and run.finished and run.status == "successful" and run.state == "succeeded"
     assert isinstance(run.created_at, datetime) and run.created_at <= run.finished_at
+    assert run.finished_at == run.end_task.finished_at and run.ended_at >= run.finished_at
     assert {"exp", "second", "user:alice", "runtime:mflow"} <= run.tags
     assert run.user_tags == {"exp", "second"} and "user:alice" in run.system_tags
     assert run.data.result == {"total": 1 + 4 + 9, "alpha": 0.25}
@@ -328,7 +330,9 @@ def test_attempts_of_a_retried_task(client):
 
 def test_a_failed_run_and_its_failed_task(client):
     run = Run(client.runs["failed"])
-    assert not run.successful and run.finished and run.status == "failed"
+    # As in Metaflow: a run whose end step never ran is not finished; `state` says it stopped.
+    assert not run.successful and not run.finished and run.status == "failed" and run.state == "failed"
+    assert run.finished_at is None and isinstance(run.ended_at, datetime)
     assert run.data is None and run.end_task is None and "end" not in run
     (failed,) = [t for t in run["work"] if t.index == 0]  # the others may have been stopped
     assert not failed.successful and failed.finished and failed.status == "failed"
@@ -574,3 +578,50 @@ def test_a_thousand_foreach_tasks_in_a_few_batched_reads(wide_run):
     assert manifest_reads == [8, 16, 32, 64, 128, 256, 496]  # seven batches for 1,000 manifests
     assert len(calls) <= 12  # and the rest: the run's records and the step's task records
     assert run.data is not None and Run(pathspec, store=store, namespace=None)["join"].task.data.total == 999000
+
+
+END_FAILS = """
+import os, time
+from mflow import FlowSpec, step
+
+class EndFlow(FlowSpec):
+    @step
+    def start(self):
+        if os.environ.get("SLEEP"):
+            time.sleep(60)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        raise RuntimeError("end fails")
+"""
+
+
+def test_run_finished_follows_the_end_step_and_state_tells_every_stop(tmp_path):
+    import signal
+
+    from test_run import Runner
+
+    runner = Runner(tmp_path)
+    path = runner.write(END_FAILS)
+    result = runner.run(path)
+    assert result.returncode == 1, result.stderr
+    store = runner.store()
+    (failed,) = list(Flow("EndFlow", store=store, namespace=None))
+    # Its end step ran and failed: finished (as in Metaflow), not successful.
+    assert failed.finished and not failed.successful and failed.state == "failed"
+    assert failed.finished_at == failed.end_task.finished_at and failed.ended_at >= failed.finished_at
+    # Interrupted while start sleeps: killed, never finished.
+    process = subprocess.Popen([mflow(), "run", str(path)], env=dict(runner.env, SLEEP="1"), cwd=str(runner.dir),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while len(list(Flow("EndFlow", store=store, namespace=None))) < 2 or not Flow("EndFlow", store=store, namespace=None).latest_run["start"]:
+        assert time.time() < deadline and process.poll() is None
+        time.sleep(0.1)
+    running = Flow("EndFlow", store=store, namespace=None).latest_run
+    assert running.state == "running" and not running.finished and running.ended_at is None
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    killed = Run(running.pathspec, store=store, namespace=None)
+    assert killed.state == "killed" and killed.status == "interrupted"
+    assert not killed.finished and killed.finished_at is None and isinstance(killed.ended_at, datetime)

@@ -353,6 +353,10 @@ class _RunPart(MflowObject):
         return Task._make(self, spec, _view=self._view, _info=info)
 
 
+_RUN_STATES = {"running": "running", "successful": "succeeded", "failed": "failed", "interrupted": "killed",
+               "stale": "killed"}
+
+
 class Run(_RunPart):
     """One run of a flow: its steps (newest first), its status and times, its tags (which can
     be changed), and `data`, the artifacts of its end step."""
@@ -374,16 +378,33 @@ class Run(_RunPart):
 
     @property
     def successful(self):
+        """True when its end step succeeded (the run succeeded), as in Metaflow."""
         return self._run_info.status == "successful"
 
     @property
     def finished(self):
-        """True once the run has ended: successful, failed or interrupted. (Metaflow's says
-        False for a failed run, whose end step never ran; here a failed run is finished.)"""
-        return self._run_info.end is not None
+        """True when its end step ran to an end, as in Metaflow: False for a run that failed
+        before end, is still running, or was interrupted. `state` tells how any run stands."""
+        end = self.end_task
+        return end is not None and end.finished
 
     @property
     def finished_at(self):
+        """When its end step finished (a datetime), as in Metaflow; else None. `ended_at`
+        is when the run stopped, however it stopped."""
+        end = self.end_task
+        return end.finished_at if end is not None and end.finished else None
+
+    @property
+    def state(self):
+        """How the run stands: running, succeeded, failed, or killed (interrupted by Ctrl-C
+        or SIGTERM, or its driver died without recording an end: status stale)."""
+        return _RUN_STATES.get(self._run_info.status, self._run_info.status)
+
+    @property
+    def ended_at(self):
+        """When the run stopped (a datetime): succeeded, failed or interrupted; None while
+        it runs or when its driver died without recording an end."""
         return local_datetime(self._run_info.ended_at)
 
     @property
