@@ -32,7 +32,7 @@ RECORD_READS_PER_SECOND = 2000.0
 POLL_PATIENCE_SECONDS = 120.0
 #: Variables a worker's mflow-task needs to reach the same store as the driver. Credentials
 #: are not among them: a worker gets its own (an AWS Batch job role, a cluster's account).
-PASSED_VARIABLES = ("AWS_DEFAULT_REGION", "AWS_REGION", "MFLOW_CODE_SUFFIXES", "MFLOW_STALE_AFTER")
+PASSED_VARIABLES = ("AWS_DEFAULT_REGION", "AWS_REGION", "MFLOW_CODE_SUFFIXES", "MFLOW_STALE_AFTER", "MFLOW_DEBUG")
 PASSED_PREFIXES = ("MFLOW_S3_",)
 
 

@@ -312,9 +312,7 @@ class TaskAttempt:
         except BaseException as exc:  # the step's own failure, whatever it raised
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            import traceback
-
-            trace = traceback.format_exc()
+            trace = user_traceback(exc)
             _write_stderr(trace)
             retryable = not isinstance(exc, TransitionError)
             details = {"type": _type_name(exc), "message": _first_line(exc), "traceback": trace}
@@ -498,6 +496,25 @@ def _type_name(exc):
 def _stack_of(view):
     source = view.__dict__.get("_artifact_source")
     return source.get(FOREACH_STACK) or () if source is not None else ()
+
+
+def user_traceback(exc, environ=None):
+    """The traceback of a step's exception as Python prints it, from the user's first frame
+    on, as Metaflow shows it: the task runner's own frames before it are left out unless
+    MFLOW_DEBUG is set (to anything but "" or 0)."""
+    import traceback
+
+    environ = os.environ if environ is None else environ
+    tb = exc.__traceback__
+    if environ.get("MFLOW_DEBUG", "") in ("", "0"):
+        while tb is not None and tb.tb_next is not None and _is_mflow_frame(tb.tb_frame):
+            tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _is_mflow_frame(frame):
+    name = frame.f_globals.get("__name__") or ""
+    return (name == "mflow" or name.startswith("mflow.")) and not name.startswith("mflow.tutorials.")
 
 
 def _first_line(exc):
