@@ -56,10 +56,19 @@ def _check_retry(args):
     return problems
 
 
-def retry_delay(args, retry_number, random_fraction=0.0):
+# Minutes before a retry when @retry does not say: Metaflow's default, kept for tasks that
+# run as remote jobs; a local task is retried at once, as Metaflow's local runtime does.
+REMOTE_RETRY_MINUTES = 2
+
+
+def retry_delay(args, retry_number, random_fraction=0.0, remote=False):
     """Seconds to wait before retry `retry_number` (1 for the first): the delay grows by
-    `backoff` each time, plus up to `jitter` of itself at random (`random_fraction` in [0, 1))."""
-    base = 60.0 * args.get("minutes_between_retries", 2) * args.get("backoff", 1) ** (retry_number - 1)
+    `backoff` each time, plus up to `jitter` of itself at random (`random_fraction` in [0, 1)).
+    minutes_between_retries None (not given) is 0 locally, REMOTE_RETRY_MINUTES remotely."""
+    minutes = args.get("minutes_between_retries")
+    if minutes is None:
+        minutes = REMOTE_RETRY_MINUTES if remote else 0
+    base = 60.0 * minutes * args.get("backoff", 1) ** (retry_number - 1)
     return base * (1 + args.get("jitter", 0) * random_fraction)
 
 

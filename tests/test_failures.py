@@ -55,8 +55,8 @@ def test_retry_until_success_exits_0_and_keeps_every_attempt(runner):
     result = runner.run(runner.write(RETRY), env={"MARKERS": str(markers)})
     assert result.returncode == 0, result.stderr
     run = result.stdout.strip()
-    assert "(attempt 0) failed: RuntimeError: flaky 0; retrying in 0 s" in result.stderr
-    assert "(attempt 1) failed: RuntimeError: flaky 1; retrying in 0 s" in result.stderr
+    assert "(attempt 0) failed: RuntimeError: flaky 0; retrying at once" in result.stderr
+    assert "(attempt 1) failed: RuntimeError: flaky 1; retrying at once" in result.stderr
     assert runner.only(run, "start")["seen_retry_count"] == 2  # readers see the successful attempt
     tries = attempts(runner, run, "start")
     assert [(a.attempt, a.status) for a in tries] == [(0, "failed"), (1, "failed"), (2, "successful")]
@@ -87,6 +87,67 @@ def test_retry_honours_the_delay_and_backoff(runner):
     # 0.6 s before the first retry, 1.2 s before the second.
     assert time.time() - started >= 1.8
     assert "retrying in 1 s" in result.stderr
+
+
+def test_a_retry_without_a_delay_starts_at_once_locally_as_in_metaflow(runner):
+    markers = runner.dir / "markers"
+    markers.mkdir()
+    source = RETRY.replace("@retry(times=2, minutes_between_retries=0)", "@retry(times=2)")
+    result = runner.run(runner.write(source), env={"MARKERS": str(markers)})
+    assert result.returncode == 0, result.stderr
+    assert "(attempt 0) failed: RuntimeError: flaky 0; retrying at once" in result.stderr
+    assert "(attempt 1) failed: RuntimeError: flaky 1; retrying at once" in result.stderr
+    # So does --with retry, which gives no delay either.
+    for marker in markers.iterdir():
+        marker.unlink()
+    bare = RETRY.replace("    @retry(times=2, minutes_between_retries=0)\n", "")
+    result = runner.run(runner.write(bare), "--with", "retry:times=2", env={"MARKERS": str(markers)})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("retrying at once") == 2
+
+
+DELAY_FLOW = """
+from mflow import FlowSpec, retry, step
+
+class DelayFlow(FlowSpec):
+    @retry
+    @step
+    def start(self):
+        self.next(self.middle)
+
+    @retry(minutes_between_retries=1, backoff=3, jitter=0.5)
+    @step
+    def middle(self):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+"""
+
+
+def test_retry_delays_given_and_not_given(tmp_path):
+    from mflow.cli.run import load_flow
+    from mflow.decospec import retry_delay
+    from mflow.task.decorators import parse_with, task_decorators
+
+    path = tmp_path / "delay_flow.py"
+    path.write_text(DELAY_FLOW)
+    graph, flow_class = load_flow(str(path), None)
+    start = task_decorators(flow_class, graph, "start")["retry"]
+    middle = task_decorators(flow_class, graph, "middle")["retry"]
+    assert start["minutes_between_retries"] is None and middle["minutes_between_retries"] == 1
+    # Not given: at once locally, Metaflow's 2 minutes as a remote job.
+    assert retry_delay(start, 1) == 0 and retry_delay(start, 3, 0.9) == 0
+    assert retry_delay(start, 1, remote=True) == 120
+    # Given: honoured locally and remotely, with backoff and jitter.
+    assert retry_delay(middle, 1) == 60 and retry_delay(middle, 2) == 180 and retry_delay(middle, 2, 0.5) == 225
+    assert retry_delay(middle, 1, remote=True) == 60
+    # --with retry: the same rule.
+    bare = task_decorators(flow_class, graph, "end", parse_with(["retry:times=1"]))
+    assert bare["retry"]["minutes_between_retries"] is None
+    given = task_decorators(flow_class, graph, "end", parse_with(["retry:minutes_between_retries=0.5"]))
+    assert retry_delay(given["retry"], 1) == 30
 
 
 def test_with_retry_applies_to_steps_without_it(runner):

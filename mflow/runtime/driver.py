@@ -563,10 +563,10 @@ class RunDriver:
         retries_used = task.attempt  # attempts are numbered from 0
         final = result.exit_code == ExitCode.TASK_FAILED_FINAL
         if retry and not final and retries_used < retry["times"] and not self._failed:
-            delay = retry_delay(retry, retries_used + 1, random.random())
+            delay = retry_delay(retry, retries_used + 1, random.random(), self._remote.remote(task.spec.step))
             self.events.warning(
-                "Task %s (attempt %d) failed: %s; retrying in %.0f s"
-                % (task.pathspec, task.attempt, result.error, delay)
+                "Task %s (attempt %d) failed: %s; %s"
+                % (task.pathspec, task.attempt, result.error, _retry_wait(delay))
             )
             self._retries.append(_Retry(time.time() + delay, task.spec, task.attempt + 1, None))
             return
@@ -672,6 +672,15 @@ class RunDriver:
             task = self._running.pop(pid, None)
             if task is not None:
                 self._finish(task, status)
+
+
+def _retry_wait(seconds):
+    """How the console says when a retry starts."""
+    if seconds < 0.5:
+        return "retrying at once"
+    if seconds < 90:
+        return "retrying in %.0f s" % seconds
+    return "retrying in %.0f s (%.1f min)" % (seconds, seconds / 60)
 
 
 def run_in_child(store, meta, graph, flow_class, run_id, spec, attempt, paths, tags=(), decorators=None,

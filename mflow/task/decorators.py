@@ -74,7 +74,7 @@ def task_decorators(flow_class, graph, step, with_decorators=None):
     """{name: attributes (defaults filled in)} of the decorators that apply to `step`."""
     found = {}
     for decorator in getattr(getattr(flow_class, step, None), "decorators", ()):
-        found[decorator.name] = dict(decorator.attributes)
+        found[decorator.name] = _unset_retry_delay(decorator.name, dict(decorator.attributes), decorator.given)
     kind = graph[step].transition.kind if graph[step].transition else None
     for name, args in (with_decorators or {}).items():
         if name in found:
@@ -85,5 +85,13 @@ def task_decorators(flow_class, graph, step, with_decorators=None):
             continue  # a step's own @batch or @slurm wins over --with of another engine
         merged = dict(STEP_DECORATORS[name].defaults)
         merged.update(args)
-        found[name] = merged
+        found[name] = _unset_retry_delay(name, merged, args)
     return found
+
+
+def _unset_retry_delay(name, attributes, given):
+    """A @retry without minutes_between_retries gets None there: the driver then retries a
+    local task at once, as Metaflow does, and a remote one after Metaflow's 2 minutes."""
+    if name == "retry" and "minutes_between_retries" not in given:
+        attributes["minutes_between_retries"] = None
+    return attributes
