@@ -9,7 +9,7 @@ import sys
 import time
 
 from mflow import jsonio
-from mflow.errors import AlreadyExistsError, NotFoundError, ParameterError
+from mflow.errors import AlreadyExistsError, NotFoundError, ParameterError, PathspecError
 from mflow.namedtuple import NamedTuple
 from mflow.store.backend import ObjectNotFound
 from mflow.store.layout import META
@@ -47,6 +47,10 @@ class _Default:
 
 #: The `namespace` argument meaning "the namespace in use" (see mflow.meta.get_namespace).
 DEFAULT = _Default()
+
+#: Names that stand for a run id in pathspecs (see mflow.meta.resolver), and whether each
+#: means the latest successful run; no run may have one as its id.
+RUN_ALIASES = {"latest": False, "latest_successful": True}
 
 
 class RunTags(NamedTuple):
@@ -258,9 +262,16 @@ class MetaStore:
         Allocated ids are the claim time in milliseconds since the epoch, as decimal text,
         bumped by 1 ms while taken: unique across processes and machines sharing the
         store (each claim is a create-if-absent), and in start order. An explicit `run_id`
-        is claimed as given; AlreadyExistsError when it is taken.
+        is claimed as given; AlreadyExistsError when it is taken, PathspecError when it is
+        `latest` or `latest_successful` (they stand for run ids in pathspecs).
         """
         Pathspec.parse(flow, 1, 1)
+        if run_id is not None and str(run_id) in RUN_ALIASES:
+            raise PathspecError(
+                "a run cannot have the id %r: %s/%s names the flow's %s run in pathspecs"
+                % (str(run_id), flow, run_id, str(run_id).replace("_", " ")),
+                "Choose another run id, or leave it out to get a new one",
+            )
         self._ensure_flow(flow)
         user, host, pid = self._user(), _host(), os.getpid()
 

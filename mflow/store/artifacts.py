@@ -405,6 +405,17 @@ def value_as_json(value):
         return None
 
 
+def json_value(value):
+    """(value, encoding) as a JSON row carries a value: plain data as itself, "json"; anything
+    else as its repr, "repr"."""
+    text = value_as_json(value)
+    if text is None:
+        return repr(value), "repr"
+    from mflow import jsonio
+
+    return jsonio.loads(text), "json"
+
+
 def _plain(value, depth):
     if depth > 100:
         return False
