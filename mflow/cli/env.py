@@ -48,11 +48,12 @@ def show(console, pathspec, as_json, store_url):
       mflow env show HelloFlow/1700000000000/train/3 --json | jq -r '.name + "==" + .version'
     """
     from mflow.env.report import show_rows
-    from mflow.meta import MetaStore
-    from mflow.store.pathspec import Pathspec
+
+    from .meta import pathspec_resolver
 
     store = open_store(console, store_url)
-    rows = show_rows(store, MetaStore(store), Pathspec.parse(pathspec, 2, 4))
+    resolver = pathspec_resolver(console, store)
+    rows = show_rows(store, resolver.meta, resolver.parse(pathspec, 2, 4))
     emit_rows(console, rows, ["steps", "python", "env_id", "name", "version"], as_json,
               formats={"steps": ",".join, "env_id": lambda value: value or "-"})
 
@@ -77,13 +78,16 @@ def diff(console, run_a, run_b, as_json, store_url):
       mflow env diff TrainFlow/1700000000000 TrainFlow/1700000000999
 
       mflow env diff TrainFlow/1700000000000 TrainFlow/1700000000999 --json | jq -r .name
+
+      mflow env diff TrainFlow/latest_successful TrainFlow/latest
     """
     from mflow.env.report import diff_rows
-    from mflow.meta import MetaStore
-    from mflow.store.pathspec import Pathspec
+
+    from .meta import pathspec_resolver
 
     store = open_store(console, store_url)
-    rows, skipped = diff_rows(store, MetaStore(store), Pathspec.parse(run_a, 2, 2), Pathspec.parse(run_b, 2, 2))
+    resolver = pathspec_resolver(console, store)
+    rows, skipped = diff_rows(store, resolver.meta, resolver.parse(run_a, 2, 2), resolver.parse(run_b, 2, 2))
     if skipped:
         console.info("Steps in only one of the runs, not compared: %s." % ", ".join(skipped))
     emit_rows(console, rows, ["step", "change", "name", "a", "b"], as_json,

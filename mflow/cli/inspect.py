@@ -5,7 +5,7 @@ Porcelain over the client API and the metadata; scripts use mflow-store and mflo
 
 import click
 
-from .meta import change_run_tags, chosen_namespace, human_duration, meta_store, namespace_options
+from .meta import change_run_tags, chosen_namespace, human_duration, meta_store, namespace_options, pathspec_resolver
 from .options import common_options, json_option, store_option
 from .output import arguments, emit_rows, open_store
 
@@ -56,12 +56,14 @@ def _terminal_width(console):
 def dump(console, pathspecs, include, file_path, as_json, store_url):
     """Print the artifacts of a task (Flow/run/step/task) or of every task of a step.
 
-    On a terminal each task is a header and one line per artifact: name, type and the
-    value cut to the terminal's width (values over 16 MiB are not loaded unless named
-    with --include). Piped, or with --json, each artifact is one JSON line with its whole
-    value: schema, pathspec, attempt, name, type, size, sha, value, encoding ("json" when
-    the value is plain data, else "repr" and value is its repr). `-` reads pathspecs from
-    stdin. Internal artifacts (_name) are left out unless --include names them.
+    Flow/run/step/NAME, where NAME is no task of the step, is artifact NAME of each task of
+    the step (as Flow/run/step --include NAME). On a terminal each task is a header and
+    one line per artifact: name, type and the value cut to the terminal's width (values
+    over 16 MiB are not loaded unless named with --include). Piped, or with --json, each
+    artifact is one JSON line with its whole value: schema, pathspec, attempt, name, type,
+    size, sha, value, encoding ("json" when the value is plain data, else "repr" and value
+    is its repr). `-` reads pathspecs from stdin. Internal artifacts (_name) are left out
+    unless --include names them.
 
     Examples:
 
@@ -69,30 +71,41 @@ def dump(console, pathspecs, include, file_path, as_json, store_url):
 
       mflow dump MovieStatsFlow/1700000000000/compute_statistics --include genre,stats
 
+      mflow dump MovieStatsFlow/latest_successful/end/genre_stats
+
       mflow dump MovieStatsFlow/1700000000000/end/7 --json | jq -r 'select(.name == "genre_stats") | .value'
 
       mflow dump MovieStatsFlow/1700000000000/end/7 --file stats.pkl
     """
     from mflow.errors import NotFoundError
-    from mflow.store.pathspec import Pathspec
 
     store = open_store(console, store_url)
+    resolver = pathspec_resolver(console, store)
     wanted = [name.strip() for name in include.split(",") if name.strip()] if include else None
     as_rows = as_json or not console.stdout_isatty
     found = set()
     pickled = {}
     with store:
         for text in arguments(console, pathspecs):
-            spec = Pathspec.parse(text, 3, 4)
-            for task in _tasks_of(store, spec):
-                artifacts = _chosen(task, wanted)
-                found.update(a.id for a in artifacts)
+            spec = resolver.parse(text, 3, 4)
+            name = resolver.step_artifact(spec)
+            names = [name] if name else wanted
+            here = set()
+            for task in _tasks_of(store, spec.parent() if name else spec):
+                artifacts = _chosen(task, names)
+                here.update(a.id for a in artifacts)
                 if file_path is not None:
                     pickled[task.pathspec] = {a.id: a.data for a in artifacts}
                 elif as_rows:
                     _dump_rows(console, task, artifacts)
                 else:
-                    _dump_text(console, task, artifacts, wanted)
+                    _dump_text(console, task, artifacts, names)
+            found |= here
+            if name and name not in here:
+                raise NotFoundError(
+                    "step %s has no task %s, and none of its tasks has an artifact %s" % (spec.parent(), name, name),
+                    "`mflow dump %s` shows its tasks and their artifacts" % (spec.parent(),),
+                )
         missing = [name for name in wanted or () if name not in found]
         if missing:
             plural = "s" if len(missing) > 1 else ""
@@ -123,11 +136,10 @@ def _chosen(task, wanted):
 
 
 def _value_row(task, artifact):
-    from mflow.store.artifacts import value_as_json
+    from mflow.store.artifacts import json_value
 
-    value = artifact.data
-    text = value_as_json(value)
-    row = {
+    value, encoding = json_value(artifact.data)
+    return {
         "schema": 1,
         "pathspec": task.pathspec,
         "attempt": task.current_attempt,
@@ -135,14 +147,9 @@ def _value_row(task, artifact):
         "type": artifact.type,
         "size": artifact.size,
         "sha": artifact.sha,
+        "value": value,
+        "encoding": encoding,
     }
-    if text is not None:
-        import orjson
-
-        row.update(value=orjson.loads(text), encoding="json")
-    else:
-        row.update(value=repr(value), encoding="repr")
-    return row
 
 
 def _dump_rows(console, task, artifacts):
@@ -317,14 +324,14 @@ def tag_list(console, pathspecs, namespace, all_namespaces, as_json, store_url):
       mflow tag list TrainFlow --all-namespaces --json | jq -r 'select(.user_tags | index("shipped")) | .pathspec'
     """
     from mflow.meta.metastore import paused_gc
-    from mflow.store.pathspec import Pathspec
 
-    ns = chosen_namespace(console, namespace, all_namespaces)
     meta = meta_store(console, store_url)
+    resolver = pathspec_resolver(console, meta, namespace, all_namespaces)
+    ns = resolver.namespace
 
     def rows():
         for text in arguments(console, pathspecs):
-            spec = Pathspec.parse(text, 1, 2)
+            spec = resolver.parse(text, 1, 2)
             infos = [meta.run(spec.flow, spec.run_id)] if spec.depth == 2 else meta.runs(spec.flow, namespace=ns)
             for info in infos:
                 yield {

@@ -57,6 +57,17 @@ def chosen_namespace(console, namespace, all_namespaces):
     return user_namespace(console.environ)
 
 
+def pathspec_resolver(console, source, namespace=None, all_namespaces=False):
+    """The one PathspecResolver of a command, over `source` (a Store or a MetaStore):
+    `latest` and `latest_successful` resolve in the namespace --namespace/--all-namespaces
+    choose where a command has them, else in user:<you>; once per flow per command."""
+    from mflow.meta import MetaStore
+    from mflow.meta.resolver import PathspecResolver
+
+    meta = source if isinstance(source, MetaStore) else MetaStore(source)
+    return PathspecResolver(meta, chosen_namespace(console, namespace, all_namespaces))
+
+
 def parse(text, min_depth, max_depth):
     from mflow.store.pathspec import Pathspec
 
@@ -132,11 +143,15 @@ def cli():
     else MFLOW_STORE, else the nearest .mflow folder), so a shared store is a shared
     history with no server to run. Listings print a table on a terminal and JSON Lines
     (schema 1) when piped or with --json. Runs are looked at in a namespace, by default
-    user:<you>; --all-namespaces lifts it. Pathspecs may come on stdin, one a line, with `-`.
+    user:<you>; --all-namespaces lifts it. In a pathspec, latest and latest_successful stand
+    for the run id of your latest (successful) run. Pathspecs may come on stdin, one a line,
+    with `-`.
 
     Examples:
 
       mflow-meta runs TrainFlow --status failed --since 7d
+
+      mflow-meta tasks TrainFlow/latest --failed
 
       mflow-meta tasks TrainFlow/1700000000000 --failed --json | jq -r .pathspec | mflow-store ls -
 
@@ -264,10 +279,11 @@ def steps_command(console, runs, stale_after, as_json, store_url):
       mflow-meta runs TrainFlow --limit 1 --json | jq -r .pathspec | mflow-meta steps -
     """
     meta = meta_store(console, store_url, stale_after)
+    resolver = pathspec_resolver(console, meta)
 
     def rows():
         for text in arguments(console, runs):
-            spec = parse(text, 2, 2)
+            spec = resolver.parse(text, 2, 2)
             for step in meta.steps(spec.flow, spec.run_id):
                 yield step.to_row()
 
@@ -303,10 +319,11 @@ def tasks_command(console, runs, failed, stale_after, as_json, store_url):
       mflow-meta tasks TrainFlow/1700000000000 --failed --json | jq -r .pathspec | mflow-store ls -
     """
     meta = meta_store(console, store_url, stale_after)
+    resolver = pathspec_resolver(console, meta)
 
     def rows():
         for text in arguments(console, runs):
-            spec = parse(text, 2, 3)
+            spec = resolver.parse(text, 2, 3)
             for task in meta.tasks(spec.flow, spec.run_id, spec.step):
                 if not failed or task.status == "failed":
                     yield task.to_row()
@@ -341,9 +358,10 @@ def show_command(console, pathspecs, as_json, store_url):
       mflow-meta show TrainFlow/1700000000000/train/3 --json | jq 'select(.type == "attempt-end")'
     """
     meta = meta_store(console, store_url)
+    resolver = pathspec_resolver(console, meta)
     with meta.store:
         for text in arguments(console, pathspecs):
-            for path, record in meta.records(parse(text, 1, 4)):
+            for path, record in meta.records(resolver.parse(text, 1, 4)):
                 row = dict(record, path=path)
                 if as_json or not console.stdout_isatty:
                     import orjson
@@ -388,18 +406,14 @@ def tag_group():
     """
 
 
-def tag_runs(console, run):
-    """The runs named by RUN, or read from stdin when it is `-`."""
-    for text in arguments(console, [run]):
-        yield parse(text, 2, 2)
-
-
 def change_run_tags(console, store_url, run, change, report):
     """Apply `change(meta, spec)` (a MetaStore tag change; its RunTags) to each run RUN names
     (stdin for `-`), and `report(console, spec, tags)` each result."""
     meta = meta_store(console, store_url)
+    resolver = pathspec_resolver(console, meta)
     with meta.store:
-        for spec in tag_runs(console, run):
+        for text in arguments(console, [run]):
+            spec = resolver.parse(text, 2, 2)
             report(console, spec, change(meta, spec))
 
 
@@ -497,10 +511,11 @@ def tag_list_command(console, runs, as_json, store_url):
       mflow-meta tag list TrainFlow/1700000000000 --json | jq -r 'select(.kind == "user") | .tag'
     """
     meta = meta_store(console, store_url)
+    resolver = pathspec_resolver(console, meta)
 
     def rows():
         for text in arguments(console, runs):
-            spec = parse(text, 2, 2)
+            spec = resolver.parse(text, 2, 2)
             tags = meta.tags(spec.flow, spec.run_id)
             for kind, values in (("user", tags.user), ("system", tags.system)):
                 for tag in values:

@@ -6,6 +6,7 @@ Plumbing: the JSON Lines of ls, du and gc are a contract (schema 1, fields in ma
 import click
 
 from .boundary import entry_point
+from .meta import pathspec_resolver
 from .options import common_options, json_option, store_option
 from .output import arguments, binary_stdin, emit_rows, human_size, open_store
 
@@ -21,6 +22,23 @@ def attempt_option(func):
     )(func)
 
 
+def every_task_option(func):
+    return click.option(
+        "--all",
+        "every_task",
+        is_flag=True,
+        help="Flow/run/step/NAME is the artifact of every task of the step, not only of its one task "
+        "(cat: each value one JSON line).",
+    )(func)
+
+
+def resolved_scope(console, store, text, max_depth=4):
+    """The scope pathspec of du or cp (None for none), `latest` resolved in `store`."""
+    from mflow.store.maintenance import parse_scope
+
+    spec = parse_scope(text, max_depth)
+    return pathspec_resolver(console, store).resolve(spec) if spec is not None else None
+
 
 @click.group(name="mflow-store", context_settings={"help_option_names": ["-h", "--help"]})
 @common_options
@@ -31,7 +49,8 @@ def cli():
     nearest .mflow folder in this directory or its parents, else a new ./.mflow. Blobs are
     keyed by the SHA-256 of their content and stored once per store; each task attempt has
     a manifest naming its artifacts' blobs. Listings (ls, du, gc) print a table on a
-    terminal and JSON Lines (schema 1) when piped or with --json.
+    terminal and JSON Lines (schema 1) when piped or with --json. In a pathspec, latest
+    and latest_successful stand for the run id of your latest (successful) run.
 
     Examples:
 
@@ -40,6 +59,8 @@ def cli():
       mflow-store ls MyFlow/1700000000/start/1
 
       mflow-store cat MyFlow/1700000000/end/3/accuracy
+
+      mflow-store cat MyFlow/latest_successful/end/accuracy > accuracy.txt
 
       mflow-store cp .mflow s3://bucket/mflow MyFlow/1700000000
     """
@@ -140,83 +161,118 @@ LS_COLUMNS = ["name", "key", "size", "stored_size", "type"]
 @cli.command(name="ls")
 @click.argument("pathspecs", metavar="PATHSPEC...|-", nargs=-1, required=True)
 @attempt_option
+@every_task_option
 @json_option
 @store_option
 @common_options
 @click.pass_obj
-def ls_command(console, pathspecs, attempt, as_json, store_url):
+def ls_command(console, pathspecs, attempt, every_task, as_json, store_url):
     """List the artifacts of tasks: name, key, size, stored size, type.
 
-    PATHSPEC is Flow/run_id/step/task_id (or .../artifact for one artifact); `-` reads
-    pathspecs from stdin. JSON fields: schema, pathspec, attempt, name, key, size,
-    stored_size, type, serializer, inline (true when the value lives in the manifest).
+    PATHSPEC is Flow/run_id/step/task_id, .../artifact for one artifact, or
+    Flow/run_id/step/artifact for one artifact of the step's only task (of every task
+    with --all); `-` reads pathspecs from stdin. JSON fields: schema, pathspec, attempt,
+    name, key, size, stored_size, type, serializer, inline (true when the value lives in
+    the manifest).
 
     Examples:
 
       mflow-store ls MyFlow/1700000000/start/1
 
       mflow-store ls MyFlow/1700000000/start/1 --json | jq -r 'select(.size > 1e6) | .name'
-    """
-    from mflow.store.pathspec import Pathspec
 
+      mflow-store ls MyFlow/latest/train/model --all
+    """
     store = open_store(console, store_url)
+    resolver = pathspec_resolver(console, store)
     with store:
         rows = []
         for text in arguments(console, pathspecs):
-            spec = Pathspec.parse(text, 4, 5)
-            task = Pathspec(*spec.parts[:4])
-            loader = store.artifacts(task, attempt)
-            names = [loader.record(spec.artifact).name] if spec.artifact else list(loader)
-            for name in names:
-                record = loader.manifest.artifacts[name]
-                row = {"schema": 1, "pathspec": str(task), "attempt": loader.attempt, "name": name}
-                row.update(record.to_json())
-                row["inline"] = record.inline is not None
-                rows.append(row)
+            for spec in resolver.artifacts(resolver.parse(text, 4, 5), every_task):
+                rows.extend(_ls_rows(store, spec, attempt))
         emit_rows(console, rows, LS_COLUMNS, as_json, {"size": human_size, "stored_size": human_size})
+
+
+def _ls_rows(store, spec, attempt):
+    """The ls rows of a task pathspec, or of one artifact of a task."""
+    task = spec.parent() if spec.artifact else spec
+    loader = store.artifacts(task, attempt)
+    names = [loader.record(spec.artifact).name] if spec.artifact else list(loader)
+    rows = []
+    for name in names:
+        record = loader.manifest.artifacts[name]
+        row = {"schema": 1, "pathspec": str(task), "attempt": loader.attempt, "name": name}
+        row.update(record.to_json())
+        row["inline"] = record.inline is not None
+        rows.append(row)
+    return rows
 
 
 @cli.command(name="cat")
 @click.argument("pathspecs", metavar="PATHSPEC/NAME...|-", nargs=-1, required=True)
 @click.option("--raw", is_flag=True, help="Write the stored bytes (the pickle) instead of the value.")
 @attempt_option
+@every_task_option
 @store_option
 @common_options
 @click.pass_obj
-def cat_command(console, pathspecs, raw, attempt, store_url):
+def cat_command(console, pathspecs, raw, attempt, every_task, store_url):
     """Print artifacts' values: as one line of JSON when a value is plain data, else its repr.
 
-    Plain data is None, bool, int, finite float, str, and lists, tuples and str-keyed dicts
-    of those. --raw writes the stored pickle bytes instead. `-` reads pathspecs from stdin.
+    PATHSPEC/NAME is Flow/run_id/step/task_id/NAME, or Flow/run_id/step/NAME for the
+    artifact of the step's only task (a step of several tasks is an error, exit 2, unless
+    --all). Plain data is None, bool, int, finite float, str, and lists, tuples and
+    str-keyed dicts of those. --raw writes the stored pickle bytes instead. With --all,
+    each value is one JSON line (schema 1): pathspec (the task's), attempt, name, type,
+    value, encoding ("json", or "repr" when value is its repr). `-` reads pathspecs from
+    stdin.
 
     Examples:
 
       mflow-store cat MyFlow/1700000000/end/3/accuracy
 
-      mflow-store cat MyFlow/1700000000/start/1/params | jq .alpha
+      mflow-store cat MyFlow/latest_successful/end/accuracy > accuracy.txt
+
+      mflow-store cat MyFlow/latest_successful/train/loss --all | jq -s 'map(.value) | max'
 
       mflow-store cat --raw MyFlow/1700000000/start/1/df > df.pickle
     """
-    from mflow.store.artifacts import value_as_json
-    from mflow.store.pathspec import Pathspec
+    import orjson
 
+    from mflow.errors import ParameterError, PathspecError
+    from mflow.store.artifacts import json_value, value_as_json
+
+    if raw and every_task:
+        raise ParameterError("--raw and --all exclude each other", "Give one of them")
     store = open_store(console, store_url)
+    resolver = pathspec_resolver(console, store)
     loaders = {}
     with store:
         for text in arguments(console, pathspecs):
-            spec = Pathspec.parse(text, 5, 5)
-            task = Pathspec(*spec.parts[:4])
-            if task not in loaders:
-                loaders[task] = store.artifacts(task, attempt)
-            loader = loaders[task]
-            if raw:
-                with loader.open_raw(spec.artifact) as stream:
-                    for chunk in iter(lambda: stream.read(CHUNK), b""):
-                        console.out_bytes(chunk)
-                continue
-            value = loader.load(spec.artifact)
-            text = value_as_json(value)
-            console.out(text if text is not None else repr(value))
+            for spec in resolver.artifacts(resolver.parse(text, 4, 5), every_task):
+                if spec.artifact is None:
+                    raise PathspecError(
+                        "%s names a task, not an artifact" % (spec,),
+                        "Add the artifact's name, %s/NAME; `mflow-store ls %s` lists them" % (spec, spec),
+                    )
+                task = spec.parent()
+                if task not in loaders:
+                    loaders[task] = store.artifacts(task, attempt)
+                loader = loaders[task]
+                if raw:
+                    with loader.open_raw(spec.artifact) as stream:
+                        for chunk in iter(lambda: stream.read(CHUNK), b""):
+                            console.out_bytes(chunk)
+                    continue
+                value = loader.load(spec.artifact)
+                if every_task:
+                    shown, encoding = json_value(value)
+                    row = {"schema": 1, "pathspec": str(task), "attempt": loader.attempt, "name": spec.artifact,
+                           "type": loader.record(spec.artifact).type, "value": shown, "encoding": encoding}
+                    console.out(orjson.dumps(row).decode("utf-8"))
+                    continue
+                text = value_as_json(value)
+                console.out(text if text is not None else repr(value))
 
 
 DU_COLUMNS = [
@@ -251,11 +307,11 @@ def du_command(console, scope, as_json, store_url):
 
       mflow-store du MyFlow --json | jq -s 'map(.stored_bytes) | add'
     """
-    from mflow.store.maintenance import parse_scope, usage
+    from mflow.store.maintenance import usage
 
     store = open_store(console, store_url)
     with store:
-        rows = usage(store, parse_scope(scope, max_depth=2))
+        rows = usage(store, resolved_scope(console, store, scope, max_depth=2))
         formats = {c: human_size for c in DU_COLUMNS if c.endswith("_bytes")}
         emit_rows(console, rows, DU_COLUMNS, as_json, formats)
 
@@ -343,9 +399,10 @@ def cp_command(console, source, target, scope):
     from mflow.store import open_store as open_
     from mflow.store.maintenance import copy_runs, parse_scope
 
-    spec = parse_scope(scope)
+    parse_scope(scope)  # a malformed PATHSPEC is refused before either store is opened
     source_store = open_(source, environ=console.environ)
     target_store = open_(target, environ=console.environ)
+    spec = resolved_scope(console, source_store, scope)
     console.debug("mflow-store: copying from %s" % source_store.describe())
     console.debug("mflow-store: copying to %s" % target_store.describe())
     copied = present = size = 0
