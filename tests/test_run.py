@@ -665,6 +665,46 @@ def test_a_parameter_with_a_name_metaflow_reserves_is_one_line_error(runner, nam
     assert result.stderr.count("Error:") == 1 and not runner.store_dir.exists()
 
 
+TRACEBACK_FLOW = HEADER + """
+def helper(x):
+    return 1 / x
+
+class TraceFlow(FlowSpec):
+    @step
+    def start(self):
+        helper(0)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+"""
+
+
+@pytest.mark.parametrize("debug", [None, "--debug", "MFLOW_DEBUG"])
+def test_a_failed_steps_traceback_starts_at_the_users_code(runner, debug):
+    path = runner.write(TRACEBACK_FLOW)
+    args = ["--debug"] if debug == "--debug" else []
+    result = runner.run(path, *args, env={"MFLOW_DEBUG": "1"} if debug == "MFLOW_DEBUG" else None)
+    assert result.returncode == 1
+    console = [line.split("] ", 1)[1] for line in result.stderr.splitlines() if line.startswith("[")]
+    run = [line for line in result.stderr.splitlines() if line.startswith("Run ")][0].split()[1]
+    logged = runner.store().load_log(Pathspec.parse(run + "/start/1"), 0, "stderr").decode().splitlines()
+    from mflow.client import Task
+
+    stored = Task(run + "/start/1", store=runner.store(), namespace=None).exception.traceback.splitlines()
+    for lines in (console, logged, stored):
+        assert lines[0] == "Traceback (most recent call last):"
+        assert lines[-1] == "ZeroDivisionError: division by zero"
+        if debug is None:
+            assert lines[1] == '  File "%s", line 9, in start' % path, lines
+            assert not any("mflow" + os.sep in line for line in lines)
+        else:
+            assert lines[1].startswith('  File "%s' % os.path.join(os.path.dirname(os.path.dirname(
+                os.path.abspath(__file__))), "mflow", "task", "runner.py")), lines
+            assert '  File "%s", line 9, in start' % path in lines
+
+
 def test_logs_are_kept_verbatim(runner):
     path = runner.write(
         HEADER

@@ -244,6 +244,11 @@ def run_options(func):
                 show_default=True,
                 help="Task output as prefixed text lines, or one JSON object per line, on stderr.",
             ),
+            click.option(
+                "--debug",
+                is_flag=True,
+                help="Show mflow's own frames too in the tracebacks of failed steps (also MFLOW_DEBUG=1).",
+            ),
             store_option,
             common_options,
         ]
@@ -256,8 +261,8 @@ def run_options(func):
 @click.argument("flow_file", metavar="FLOW.py", type=click.Path(dir_okay=False))
 @run_options
 @click.pass_context
-def run(ctx, flow_file, flow_name, max_workers, max_jobs, max_num_splits, tags, with_specs, run_id_file, log_format, store_url,
-        environment, **params):
+def run(ctx, flow_file, flow_name, max_workers, max_jobs, max_num_splits, tags, with_specs, run_id_file, log_format, debug,
+        store_url, environment, **params):
     """Run FLOW.py: check its graph, then run every task as its own process.
 
     Each Parameter of the flow is an option (`--NAME VALUE`, booleans as `--NAME/--no-NAME`),
@@ -278,6 +283,7 @@ def run(ctx, flow_file, flow_name, max_workers, max_jobs, max_num_splits, tags, 
       run=$(mflow run flow.py -q) && mflow logs "$run"
     """
     console = ctx.obj
+    _debug_tasks(console, debug)
     graph, flow_class = ctx.meta.get("mflow.flow") or load_flow(flow_file, flow_name)
     values = parameter_values(flow_class, params, console.environ, os.path.dirname(os.path.abspath(flow_file)))
     return execute(console, graph, flow_class, flow_file, values, locals())
@@ -286,14 +292,18 @@ def run(ctx, flow_file, flow_name, max_workers, max_jobs, max_num_splits, tags, 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("flow_file", metavar="FLOW.py", type=click.Path(dir_okay=False))
 @click.argument("step", required=False)
-@click.option("--origin-run-id", metavar="RUN", help="The run to resume (default: your latest run of the flow).")
+@click.option(
+    "--origin-run-id",
+    metavar="RUN",
+    help="The run to resume: its id, latest or latest_successful (default: your latest run of the flow).",
+)
 @click.option("--run-id", "new_run_id", metavar="RUN", help="The new run's id (refused if it exists; default: a new one).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (steps cloned, steps run again) as JSON and run nothing.")
 @run_options
 @click.pass_obj
 def resume(console, flow_file, step, origin_run_id, new_run_id, dry_run, flow_name, max_workers, max_jobs, max_num_splits,
            tags,
-           with_specs, run_id_file, log_format, store_url, environment):
+           with_specs, run_id_file, log_format, debug, store_url, environment):
     """Resume a run: a new run that clones what the origin run finished and runs the rest.
 
     Successful tasks are cloned by reference (no data is copied): by default every task
@@ -308,6 +318,8 @@ def resume(console, flow_file, step, origin_run_id, new_run_id, dry_run, flow_na
 
       mflow resume flow.py train --origin-run-id 1700000000000
 
+      mflow resume flow.py end --origin-run-id latest_successful
+
       mflow resume flow.py --dry-run | jq .rerun_steps
     """
     import orjson
@@ -315,14 +327,26 @@ def resume(console, flow_file, step, origin_run_id, new_run_id, dry_run, flow_na
     from mflow.meta import MetaStore
     from mflow.runtime.resume import plan_resume
 
+    _debug_tasks(console, debug)
     graph, flow_class = load_flow(flow_file, flow_name)
     store = open_store(console, store_url)
+    if origin_run_id is not None:
+        from .meta import pathspec_resolver
+
+        origin_run_id = pathspec_resolver(console, store).run_id(graph.name, origin_run_id)
     plan = plan_resume(MetaStore(store), graph, origin_run_id, step)
     if dry_run:
         console.out(orjson.dumps(plan.to_json()).decode("utf-8"))
         return None
     console.info(plan.describe())
     return execute(console, graph, flow_class, flow_file, {}, locals(), store=store, plan=plan, run_id=new_run_id)
+
+
+def _debug_tasks(console, debug):
+    """--debug: the run's tasks (forked, spawned, remote) see MFLOW_DEBUG=1."""
+    if debug:
+        os.environ["MFLOW_DEBUG"] = "1"
+        console.environ["MFLOW_DEBUG"] = "1"
 
 
 def execute(console, graph, flow_class, flow_file, values, given, store=None, plan=None, run_id=None):
@@ -440,26 +464,31 @@ class ConsoleEvents:
 def logs(console, pathspecs, streams, attempt, follow, store_url):
     """Print the output of tasks: of a task, every task of a step, or of a run.
 
-    PATHSPEC is Flow/run, Flow/run/step or Flow/run/step/task; `-` reads pathspecs
+    PATHSPEC is Flow/run, Flow/run/step or Flow/run/step/task; latest (or
+    latest_successful) in place of run is your latest (successful) run; `-` reads pathspecs
     from stdin. Output is kept verbatim: indentation and blank lines as printed.
 
     Examples:
 
       mflow logs HelloFlow/1700000000000/hello/2
 
+      mflow logs HelloFlow/latest/start
+
       mflow logs HelloFlow/1700000000000 --stderr
 
       mflow-meta tasks HelloFlow/1700000000000 --failed --json | jq -r .pathspec | mflow logs -
     """
-    from mflow.meta import MetaStore
     from mflow.store.pathspec import Pathspec
 
+    from .meta import pathspec_resolver
+
     store = open_store(console, store_url)
-    meta = MetaStore(store)
+    resolver = pathspec_resolver(console, store)
+    meta = resolver.meta
     wanted = [streams] if streams else ["stdout", "stderr"]
     items = list(console.stdin_lines()) if list(pathspecs) == ["-"] else list(pathspecs)
     for text in items:
-        pathspec = Pathspec.parse(text, 2, 4)
+        pathspec = resolver.parse(text, 2, 4)
         if not follow:
             for task in _tasks_of(meta, pathspec):
                 _print_task_logs(console, store, Pathspec.parse(task, 4, 4), wanted, attempt, multiple=pathspec.depth < 4)
