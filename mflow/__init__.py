@@ -20,6 +20,8 @@ _EXPORTS = {
     "slurm": "mflow.flow.decorators",
     "pypi": "mflow.flow.decorators",
     "pypi_base": "mflow.flow.decorators",
+    "schedule": "mflow.flow.decorators",
+    "project": "mflow.flow.decorators",
     "Parameter": "mflow.flow.parameters",
     "JSONType": "mflow.flow.parameters",
     "IncludeFile": "mflow.flow.parameters",

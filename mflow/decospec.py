@@ -289,7 +289,66 @@ STEP_DECORATORS = {
     )
 }
 
+def _check_schedule(args):
+    problems = []
+    for name in ("hourly", "daily", "weekly"):
+        if not isinstance(args.get(name), bool):
+            problems.append("%s must be True or False, not %r" % (name, args.get(name)))
+    cron = args.get("cron")
+    if cron is not None:
+        from mflow.deploy.schedule import convert_cron
+
+        try:
+            convert_cron(cron)
+        except ValueError as exc:
+            problems.append(str(exc))
+    timezone = args.get("timezone")
+    if timezone is not None:
+        if not isinstance(timezone, str) or not _known_timezone(timezone):
+            problems.append("timezone must be an IANA time zone name such as 'Europe/Berlin', not %r" % (timezone,))
+    return problems
+
+
+def _known_timezone(name):
+    try:
+        import zoneinfo
+
+        zoneinfo.ZoneInfo(name)
+        return True
+    except (ImportError, ValueError, OSError, LookupError):
+        return False
+
+
+def is_project_name(name):
+    """A @project name: lower-case letters, digits and `_`, starting with a letter, at most
+    64 characters (it becomes part of deployed flows' names and of tags)."""
+    return (isinstance(name, str) and 0 < len(name) <= 64 and name[0].isascii() and name[0].islower()
+            and all(c.isascii() and (c.islower() or c.isdigit() or c == "_") for c in name))
+
+
+def is_branch_name(name):
+    """A --branch name: letters, digits, `_`, `-` and `.`, starting with a letter or digit,
+    at most 64 characters."""
+    return (isinstance(name, str) and 0 < len(name) <= 64 and name[0].isascii() and name[0].isalnum()
+            and all(c.isascii() and (c.isalnum() or c in "_-.") for c in name))
+
+
+def _check_project(args):
+    name = args.get("name")
+    if not is_project_name(name):
+        return ["name must be lower-case letters, digits and _, starting with a letter (at most 64), not %r" % (name,)]
+    return []
+
+
 # Decorators of the flow class itself (written above `class MyFlow(FlowSpec):`).
 FLOW_DECORATORS = {
-    spec.name: spec for spec in (DecoratorSpec("pypi_base", {"packages": {}, "python": None}, _check_pypi),)
+    spec.name: spec
+    for spec in (
+        DecoratorSpec("pypi_base", {"packages": {}, "python": None}, _check_pypi),
+        DecoratorSpec(
+            "schedule", {"cron": None, "hourly": False, "daily": True, "weekly": False, "timezone": None},
+            _check_schedule,
+        ),
+        DecoratorSpec("project", {"name": None}, _check_project),
+    )
 }

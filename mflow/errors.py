@@ -55,6 +55,7 @@ class ExitCode(metaclass=_Codes):
     NOT_FOUND = 4  # a key, pathspec, run or flow that the store does not hold
     STORE = 5  # the store cannot be read or written: unreachable, denied, full, corrupt
     EXECUTOR = 6  # a compute engine (AWS Batch, Slurm) cannot be reached, refuses, or is misconfigured
+    LOCKED = 7  # another run of the flow holds its overlap lock (mflow run --lock refuse, a scheduled run)
     TASK_FAILED = 10  # mflow-task: the step failed; another attempt may succeed
     TASK_FAILED_FINAL = 11  # mflow-task: failed in a way no retry can fix (bad graph, bad input)
     INTERNAL = 70  # a bug in mflow itself (EX_SOFTWARE); rerun with --traceback and report it
@@ -295,3 +296,25 @@ class EnvironmentBuildError(MflowError):
     or the store unreachable, a wheel that fails its hash, pip or uv failing."""
 
     exit_code = ExitCode.FAILED
+
+
+class DeployError(MflowError):
+    """A flow cannot be deployed to a production scheduler as it is: a step the scheduler
+    cannot express (a switch, a step looping to itself), a parameter it cannot take."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+    def __init__(self, message, hint=None, step=None):
+        self.step = step
+        super().__init__(message, hint)
+
+
+class RunLockedError(MflowError):
+    """Another run of the flow (on the same @project branch) holds the overlap lock, and this
+    run was told to refuse rather than wait; `holder` is that run's pathspec."""
+
+    exit_code = ExitCode.LOCKED
+
+    def __init__(self, message, hint=None, holder=None):
+        self.holder = holder
+        super().__init__(message, hint)

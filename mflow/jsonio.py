@@ -46,7 +46,10 @@ def loads(data):
     start = len(data) - len(data.lstrip(_WHITESPACE))
     try:
         value, end = _scanner[0](data, start)
-    except StopIteration:
+    except (StopIteration, SystemError):
+        # SystemError: on some malformed input (`{bad`) the C scanner, used without the json
+        # package, fails to build its JSONDecodeError (CPython 3.11); json's own reading
+        # raises the real one.
         return _json_module().loads(data)  # raises json's own message
     if end != len(data) and data[end:].strip(_WHITESPACE):
         return _json_module().loads(data)  # extra data: json's error

@@ -98,3 +98,22 @@ def test_using_it_imports_neither_json_nor_re():
             "print(sorted(m for m in ('json', 're', 'enum') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_malformed_input_raises_jsons_error_in_a_process_without_json():
+    # The C scanner alone cannot build its JSONDecodeError for some input (CPython 3.11 gave
+    # a SystemError for `{bad`); in a fresh process, as every task is, json's error comes.
+    code = ("from mflow import jsonio\n"
+            "for text in ('{bad', '[1,', '{\"a\" 1}', 'nul', '\"x'):\n"
+            "    try:\n"
+            "        jsonio.loads(text)\n"
+            "    except ValueError as exc:\n"
+            "        print(type(exc).__name__, exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [
+        "JSONDecodeError Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        "JSONDecodeError Expecting value: line 1 column 4 (char 3)",
+        "JSONDecodeError Expecting ':' delimiter: line 1 column 6 (char 5)",
+        "JSONDecodeError Expecting value: line 1 column 1 (char 0)",
+        "JSONDecodeError Unterminated string starting at: line 1 column 1 (char 0)",
+    ]

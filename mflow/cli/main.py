@@ -22,10 +22,11 @@ SUBCOMMANDS = {
     "runs": "mflow.cli.inspect:runs",
     "batch": "mflow.cli.batch:batch",
     "env": "mflow.cli.env:env",
+    "schedule": "mflow.cli.schedule:schedule",
 }
 
 # Subcommands whose first argument is FLOW.py: `python flow.py NAME ...` maps onto them.
-FLOW_FILE_SUBCOMMANDS = ("check", "show", "run", "resume")
+FLOW_FILE_SUBCOMMANDS = ("check", "show", "run", "resume", "schedule")
 
 
 class LazyGroup(click.Group):

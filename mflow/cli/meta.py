@@ -371,6 +371,49 @@ def show_command(console, pathspecs, as_json, store_url):
                     show_table(console, path, record)
 
 
+@cli.command(name="run-end")
+@click.argument("run", metavar="FLOW/RUN")
+@click.option(
+    "--status",
+    type=click.Choice(["failed", "interrupted", "successful"]),
+    default="failed",
+    show_default=True,
+    help="How the run ended.",
+)
+@click.option("--reason", metavar="TEXT", help="Why, kept in the end record as its first failure.")
+@json_option
+@store_option
+@common_options
+@click.pass_obj
+def run_end_command(console, run, status, reason, as_json, store_url):
+    """Record how a run ended, for a production scheduler's failure path.
+
+    The first end written wins: a run that has ended already is left as it is (and its end
+    is printed), so a scheduler may call this on every failure. Prints the end record in
+    the store (schema 1 JSON when piped or with --json).
+
+    Examples:
+
+      mflow-meta run-end TrainFlow/sfn-2f0c --status failed --reason "step train failed"
+
+      mflow-meta run-end TrainFlow/argo-train-x7k2 --json | jq -r .status
+    """
+    from mflow.deploy.runs import end_run
+
+    meta = meta_store(console, store_url)
+    with meta.store:
+        spec = parse(run, 2, 2)
+        meta.run_record(spec.flow, spec.run_id)  # NotFoundError: no such run
+        end = end_run(meta, spec.flow, spec.run_id, status, reason)
+        row = end.to_json()
+        if as_json or not console.stdout_isatty:
+            import orjson
+
+            console.out(orjson.dumps(row).decode("utf-8"))
+        else:
+            console.out("%s/%s %s at %s" % (spec.flow, spec.run_id, row.get("status"), row.get("ended_at")))
+
+
 def show_table(console, path, record):
     import orjson
     from tabulate import tabulate

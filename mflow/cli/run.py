@@ -245,6 +245,23 @@ def run_options(func):
                 help="Task output as prefixed text lines, or one JSON object per line, on stderr.",
             ),
             click.option(
+                "--branch",
+                metavar="NAME",
+                help="A @project flow's branch: runs are test.NAME (default: user.<you>).",
+            ),
+            click.option(
+                "--production",
+                is_flag=True,
+                help="A @project flow's production branch: prod (prod.NAME with --branch).",
+            ),
+            click.option(
+                "--lock",
+                type=click.Choice(["wait", "refuse"]),
+                envvar="MFLOW_LOCK",
+                help="One run at a time of the flow (on its @project branch): wait for a running one to end, "
+                "or refuse to start (exit 7). For cron (also MFLOW_LOCK).",
+            ),
+            click.option(
                 "--debug",
                 is_flag=True,
                 help="Show mflow's own frames too in the tracebacks of failed steps (also MFLOW_DEBUG=1).",
@@ -261,8 +278,8 @@ def run_options(func):
 @click.argument("flow_file", metavar="FLOW.py", type=click.Path(dir_okay=False))
 @run_options
 @click.pass_context
-def run(ctx, flow_file, flow_name, max_workers, max_jobs, max_num_splits, tags, with_specs, run_id_file, log_format, debug,
-        store_url, environment, **params):
+def run(ctx, flow_file, flow_name, max_workers, max_jobs, max_num_splits, tags, with_specs, run_id_file, log_format,
+        branch, production, lock, debug, store_url, environment, **params):
     """Run FLOW.py: check its graph, then run every task as its own process.
 
     Each Parameter of the flow is an option (`--NAME VALUE`, booleans as `--NAME/--no-NAME`),
@@ -303,7 +320,7 @@ def run(ctx, flow_file, flow_name, max_workers, max_jobs, max_num_splits, tags, 
 @click.pass_obj
 def resume(console, flow_file, step, origin_run_id, new_run_id, dry_run, flow_name, max_workers, max_jobs, max_num_splits,
            tags,
-           with_specs, run_id_file, log_format, debug, store_url, environment):
+           with_specs, run_id_file, log_format, branch, production, lock, debug, store_url, environment):
     """Resume a run: a new run that clones what the origin run finished and runs the rest.
 
     Successful tasks are cloned by reference (no data is copied): by default every task
@@ -354,8 +371,13 @@ def execute(console, graph, flow_class, flow_file, values, given, store=None, pl
     from mflow.errors import ExitCode
     from mflow.meta import MetaStore
     from mflow.runtime.driver import TIMEOUT_GRACE_SECONDS, RunDriver, RunOptions
+    from mflow.deploy.project import project_info
     from mflow.task.decorators import parse_with
 
+    from mflow.flow.current import resolve_username
+
+    project = project_info(flow_class, given["branch"], given["production"], resolve_username(console.environ))
+    lock_name = project.flow_name if project is not None else graph.name
     options = RunOptions(
         max_workers=given["max_workers"],
         max_jobs=given["max_jobs"],
@@ -368,6 +390,8 @@ def execute(console, graph, flow_class, flow_file, values, given, store=None, pl
         timeout_grace=float(console.environ.get("MFLOW_TIMEOUT_GRACE") or TIMEOUT_GRACE_SECONDS),
         resume=plan,
         environment=given["environment"],
+        system_tags=project.tags() if project is not None else (),
+        lock=(lock_name, given["lock"]) if given["lock"] else None,
     )
     store = store or open_store(console, given["store_url"])
     events = ConsoleEvents(console, given["log_format"])

@@ -27,6 +27,10 @@ def _index(text):
     return int(text)
 
 
+def _attempt(text):
+    return "auto" if text == "auto" else _index(text)
+
+
 def _seconds(text):
     value = float(text)
     if not value >= 0.1 or text.strip() != text:  # NaN is not >= 0.1 either
@@ -53,11 +57,15 @@ TASK_OPTIONS = {
     "--task-id": ("task_id", ONE, str),
     "--input": ("inputs", MANY, str),
     "--split-index": ("split_index", ONE, _index),
-    "--attempt": ("attempt", ONE, _index),
+    "--attempt": ("attempt", ONE, _attempt),
     "--tag": ("tags", MANY, str),
     "--with": ("with_specs", MANY, str),
     "--fallback": ("fallback", FLAG, None),
     "--origin-run-id": ("origin_run_id", ONE, str),
+    "--init-run": ("init_run", ONE, str),
+    "--params": ("params", ONE, str),
+    "--end-run": ("end_run", FLAG, None),
+    "--splits-file": ("splits_file", ONE, _file),
     "--package": ("package", FLAG, None),
     "--live-logs": ("live_logs", ONE, _seconds),
     "--log-files": ("log_files", PAIR, _file),
@@ -78,6 +86,7 @@ def parse_fast(argv, environ):
     """mflow-task's parameters from a well-formed command line, as click would read them
     (plus `quiet`, `verbose`, `traceback`); None for anything else, which click then reads."""
     params = {"inputs": (), "tags": (), "with_specs": (), "split_index": None, "attempt": 0, "fallback": False, "origin_run_id": None,
+              "init_run": None, "params": None, "end_run": False, "splits_file": None,
               "package": False, "live_logs": None, "log_files": None, "flow_name": None, "store_url": None,
               "quiet": 0, "verbose": 0, "traceback": False}
     positional = []
@@ -131,8 +140,12 @@ def parse_fast(argv, environ):
 
 
 def run_task(console, argv, flow_file, step, run_id, task_id, inputs, split_index, attempt, tags, with_specs,
-             fallback, package, live_logs, log_files, flow_name, store_url, environment, origin_run_id=None):
-    """Run the task: mflow-task's work once its command line is read (by either reader)."""
+             fallback, package, live_logs, log_files, flow_name, store_url, environment, origin_run_id=None,
+             init_run=None, params=None, end_run=False, splits_file=None):
+    """Run the task: mflow-task's work once its command line is read (by either reader).
+
+    --init-run, --params, --end-run and --splits-file are a production scheduler's
+    (mflow.deploy.runs): the start task creates the run, the end task ends it."""
     from mflow import jsonio  # not orjson or json: their imports cost a task more than its one line
     from mflow.errors import ExitCode, FlowFileError, PathspecError
     from mflow.graph import check_graph, load_graph
@@ -145,9 +158,16 @@ def run_task(console, argv, flow_file, step, run_id, task_id, inputs, split_inde
 
     workdir = make_private_folder("mflow-task-")  # its unpacked code and output files
     try:
-        store = graph = compiled = None
-        if package:
+        store = graph = compiled = deployment = None
+        if init_run is not None or params is not None:
+            _check_init(step, init_run, flow_name)
+        if init_run is not None:
+            from mflow.deploy.runs import claim_code
+
             store = open_store(console, store_url)
+            deployment = claim_code(store, flow_name, run_id, init_run)
+        if package:
+            store = store or open_store(console, store_url)
             flow_file, graph, compiled = _unpack_code(store, flow_name, run_id, flow_file, os.path.join(workdir, "code"))
         if graph is None:
             graph = load_graph(flow_file, flow_name=flow_name)
@@ -156,6 +176,11 @@ def run_task(console, argv, flow_file, step, run_id, task_id, inputs, split_inde
             raise FlowFileError(
                 "flow %s has no step %s" % (graph.name, step), "Steps: %s" % ", ".join(graph.steps), path=flow_file
             )
+        meta = None
+        if any(text.endswith("-*") for text in inputs):
+            store = store or open_store(console, store_url)
+            meta = MetaStore(store)
+            inputs = _expanded_inputs(meta, graph, run_id, step, inputs)
         refs = [_input_ref(graph.name, run_id, text) for text in inputs]
         if step == "start" and not refs:
             refs = ["%s/%s" % (PARAMETERS_STEP, PARAMETERS_TASK_ID)]
@@ -168,8 +193,17 @@ def run_task(console, argv, flow_file, step, run_id, task_id, inputs, split_inde
         flow_class = load_flow_class(flow_file, graph.name, compiled)
         # The step's own readers (the client API, S3(run=self)) find the run's store here.
         os.environ["MFLOW_STORE"] = store.url
-        meta = MetaStore(store)
+        meta = meta or MetaStore(store)
+        if deployment is not None:
+            from mflow.deploy.runs import start_run
+
+            start_run(store, meta, deployment, flow_class, graph, run_id, params,
+                      on_wait=lambda holder: console.err("Waiting for run %s to end (the flow's lock)." % holder))
         decorators = task_decorators(flow_class, graph, step, parse_with(with_specs))
+        if attempt == "auto":
+            from mflow.store.pathspec import Pathspec
+
+            attempt = _next_attempt(meta, store, Pathspec.task(graph.name, run_id, step, task_id))
         failure = _previous_failure(meta, graph.name, run_id, step, task_id, attempt) if fallback else None
         paths = tuple(log_files) if log_files else (os.path.join(workdir, "stdout"), os.path.join(workdir, "stderr"))
         capture = LogCapture(paths[0], paths[1], echo=not log_files)
@@ -180,10 +214,88 @@ def run_task(console, argv, flow_file, step, run_id, task_id, inputs, split_inde
                 decorators=decorators, fallback=failure, live_logs=live_logs, origin_run_id=origin_run_id,
             )
             result = task.run()
+        if result.status == "successful":
+            if splits_file is not None and result.foreach_splits is not None:
+                _write_text(splits_file, jsonio.dumps(list(range(result.foreach_splits))))
+            if end_run:
+                from mflow.deploy.runs import end_run as record_end
+
+                record_end(meta, graph.name, run_id, "successful")
         console.out(jsonio.dumps(result.to_json(), separators=(",", ":"), ensure_ascii=False))
     finally:
         remove_tree(workdir)
     return ExitCode(result.exit_code)
+
+
+def _check_init(step, init_run, flow_name):
+    from mflow.errors import ParameterError
+
+    if step != "start":
+        raise ParameterError("--init-run and --params belong to the start task, not to step %s" % step,
+                             "Give them to `mflow-task ... start` only")
+    if init_run is None:
+        raise ParameterError("--params needs --init-run DEPLOYMENT", "Give the deployment the run belongs to")
+    if not flow_name:
+        raise ParameterError("--init-run needs --flow: the flow's name finds its deployment", "Add --flow NAME")
+
+
+def _expanded_inputs(meta, graph, run_id, step, inputs):
+    """--input STEP/ID-* (a foreach join's): every split task of STEP, in order, checked
+    against the split count its foreach task recorded."""
+    from mflow.deploy.runs import expand_inputs
+
+    expanded = []
+    for text in inputs:
+        if not text.endswith("-*"):
+            expanded.append(text)
+            continue
+        parent, _, pattern = text.rstrip("/").rpartition("/")
+        parent = parent.split("/")[-1]
+        ids = expand_inputs(meta, graph.name, run_id, parent, pattern)
+        expected = _split_count(meta, graph, run_id, step, pattern[:-2])
+        if expected is not None and len(ids) != expected:
+            from mflow.errors import PathspecError
+
+            raise PathspecError(
+                "--input %s: %d of the foreach's %d splits have finished" % (text, len(ids), expected),
+                "Run every task of the foreach before its join",
+            )
+        expanded.extend("%s/%s" % (parent, task_id) for task_id in ids)
+    return expanded
+
+
+def _split_count(meta, graph, run_id, join, task_id):
+    """How many splits the foreach that `join` closes made in its task `task_id`; None when
+    its end record does not say."""
+    from mflow.errors import NotFoundError
+    from mflow.store.pathspec import Pathspec
+
+    split = graph[join].split
+    if split is None or split not in graph:
+        return None
+    try:
+        spec = Pathspec.task(graph.name, run_id, split, task_id)
+        ends = [a.end for a in meta.attempts(spec) if a.end is not None and a.end.status == "successful"]
+    except NotFoundError:
+        return None
+    result = ends[-1].result if ends else None
+    return (result or {}).get("foreach_splits")
+
+
+def _next_attempt(meta, store, task):
+    """--attempt auto: one more than any attempt of the task that started or stored anything."""
+    from mflow.errors import NotFoundError
+
+    try:
+        started = [a.attempt for a in meta.attempts(task)]
+    except NotFoundError:
+        started = []
+    return max(started + store.attempts(task), default=-1) + 1
+
+
+def _write_text(path, text):
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text + "\n")
 
 
 def _switch_environment(console, argv, store, graph, step, run_id, environment, with_specs, workdir):

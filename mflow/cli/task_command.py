@@ -19,6 +19,19 @@ class TaskCommand(click.Command):
         return super().parse_args(ctx, args)
 
 
+class AttemptNumber(click.ParamType):
+    """A whole number of 0 or more, or `auto`: the attempt after the task's last one."""
+
+    name = "attempt"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) or value == "auto":
+            return value
+        if isinstance(value, str) and value.isdigit() and value.isascii():
+            return int(value)
+        self.fail("%r is not a whole number of 0 or more, nor auto" % (value,), param, ctx)
+
+
 @click.command(name="mflow-task", cls=TaskCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("flow_file", metavar="FLOW.py", type=click.Path(dir_okay=False))
 @click.argument("step")
@@ -32,7 +45,14 @@ class TaskCommand(click.Command):
     help="A task this one reads (Flow/run/step/task or step/task); a join takes several, in order.",
 )
 @click.option("--split-index", type=click.IntRange(min=0), help="Which item of the parent's foreach this task handles.")
-@click.option("--attempt", type=click.IntRange(min=0), default=0, show_default=True, help="The attempt number.")
+@click.option(
+    "--attempt",
+    type=AttemptNumber(),
+    default=0,
+    show_default=True,
+    metavar="N|auto",
+    help="The attempt number; auto: the one after the task's last attempt (for a scheduler that retries the same command).",
+)
 @click.option("--tag", "tags", multiple=True, metavar="TAG", help="A tag of the run, for current.tags (repeatable).")
 @click.option(
     "--with",
@@ -50,6 +70,19 @@ class TaskCommand(click.Command):
     "--origin-run-id",
     metavar="RUN",
     help="The run a resumed run resumes, for current.origin_run_id (the driver passes it).",
+)
+@click.option(
+    "--init-run",
+    metavar="DEPLOYMENT",
+    help="Start task of a scheduler's run: create the run from this deployment record first (once).",
+)
+@click.option("--params", metavar="JSON", help="With --init-run: the run's parameter values, a JSON object.")
+@click.option("--end-run", is_flag=True, help="End task of a scheduler's run: record the run's success after it.")
+@click.option(
+    "--splits-file",
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="A foreach task writes the JSON list of its split indices here on success.",
 )
 @click.option(
     "--package",
@@ -75,7 +108,8 @@ class TaskCommand(click.Command):
 @common_options
 @click.pass_obj
 def cli(console, flow_file, step, run_id, task_id, inputs, split_index, attempt, tags, with_specs, fallback,
-        origin_run_id, package, live_logs, log_files, flow_name, store_url, environment):
+        origin_run_id, init_run, params, end_run, splits_file, package, live_logs, log_files, flow_name, store_url,
+        environment):
     """Run one attempt of task STEP of run --run-id, as `mflow run` does for every task.
 
     The step's inputs load lazily from the store; what it sets on self is saved as the
@@ -95,4 +129,5 @@ def cli(console, flow_file, step, run_id, task_id, inputs, split_index, attempt,
     """
     return run_task(console, click.get_current_context().meta["mflow.task.argv"], flow_file, step, run_id,
                     task_id, inputs, split_index, attempt, tags, with_specs, fallback, package, live_logs,
-                    log_files, flow_name, store_url, environment, origin_run_id)
+                    log_files, flow_name, store_url, environment, origin_run_id, init_run, params, end_run,
+                    splits_file)

@@ -19,6 +19,10 @@ _FIELDS = (
     "username",
     "tags",
     "parameter_names",
+    "project_name",
+    "branch_name",
+    "is_production",
+    "project_flow_name",
 )
 
 
@@ -119,6 +123,26 @@ class Current:
     @property
     def parameter_names(self):
         return self._values["parameter_names"]
+
+    @property
+    def project_name(self):
+        """The flow's @project name; None for a flow without @project."""
+        return self._values["project_name"]
+
+    @property
+    def branch_name(self):
+        """The run's @project branch: user.NAME, test.BRANCH (--branch), prod (--production)."""
+        return self._values["branch_name"]
+
+    @property
+    def is_production(self):
+        """True for a run on a production branch (--production); None without @project."""
+        return self._values["is_production"]
+
+    @property
+    def project_flow_name(self):
+        """PROJECT.BRANCH.FlowName, the flow's name within its project (what a deployment is called)."""
+        return self._values["project_flow_name"]
 
     @property
     def pathspec(self):

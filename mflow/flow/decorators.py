@@ -213,7 +213,7 @@ def make_flow_decorator(name):
         if args:
             raise FlowDefinitionError(
                 "@%s takes keyword arguments only, not %s" % (name, ", ".join(map(repr, args))),
-                "Write e.g. @%s(packages={'six': '1.16.0'})" % name,
+                "Write e.g. @%s(%s)" % (name, _FLOW_EXAMPLES.get(name, "...")),
             )
         return lambda cls: apply(cls, kwargs)
 
@@ -222,9 +222,17 @@ def make_flow_decorator(name):
     return decorator
 
 
+_FLOW_EXAMPLES = {"pypi_base": "packages={'six': '1.16.0'}", "schedule": "cron='0 10 * * *'", "project": "name='fraud'"}
+
 _FLOW_DOCS = {
     "pypi_base": "Run every step in a virtual environment holding these PyPI packages: "
     "@pypi_base(packages={'pandas': '2.2.2'}, python='3.11'); a step's @pypi values win.",
+    "schedule": "When a deployed flow runs: @schedule(cron='0 10 * * *', timezone='Europe/Berlin'), "
+    "or hourly=True, daily=True (the default), weekly=True.",
+    "project": "Put the flow in a project: @project(name='fraud'); runs and deployments are named and "
+    "tagged by branch (--branch NAME, --production).",
 }
 
 pypi_base = make_flow_decorator("pypi_base")
+schedule = make_flow_decorator("schedule")
+project = make_flow_decorator("project")

@@ -34,7 +34,7 @@ from .records import (
     iso_time,
     parse_time,
 )
-from .tags import apply_changes, get_namespace, in_namespace, system_tags, validate_tags
+from .tags import apply_changes, get_namespace, in_namespace, system_tags, validate_tag, validate_tags
 
 DEFAULT_HEARTBEAT_INTERVAL = 10.0  # seconds between heartbeats (MFLOW_HEARTBEAT_INTERVAL)
 DEFAULT_STALE_AFTER = 60.0  # seconds without a heartbeat before a run is stale (MFLOW_STALE_AFTER)
@@ -325,6 +325,7 @@ class MetaStore:
         host=None,
         runtime="mflow",
         graph=None,
+        extra_system_tags=(),
     ):
         """Write the run record of an allocated run id and move the latest pointer to it.
 
@@ -350,7 +351,7 @@ class MetaStore:
             user=user,
             host=host or _host(),
             pid=os.getpid(),
-            system_tags=system_tags(user, runtime, now),
+            system_tags=system_tags(user, runtime, now) + tuple(validate_tag(t) for t in extra_system_tags),
             user_tags=user_tags,
             params=_jsonable(dict(params or {})),
             code_key=code_key,

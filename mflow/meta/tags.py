@@ -10,7 +10,8 @@ from mflow.errors import TagError
 MAX_TAG_LENGTH = 500
 
 # Prefixes of the tags mflow gives a run at start; no user can remove them.
-SYSTEM_TAG_PREFIXES = ("user:", "runtime:", "python_version:", "mflow_version:", "date:")
+SYSTEM_TAG_PREFIXES = ("user:", "runtime:", "python_version:", "mflow_version:", "date:", "project:",
+                       "project_branch:", "scheduler:", "production:")
 
 
 def validate_tag(tag):

@@ -100,6 +100,8 @@ class RunOptions(NamedTuple):
     timeout_grace: float = TIMEOUT_GRACE_SECONDS
     resume: object = None  # a ResumePlan: clone what it allows, run the rest
     environment: str = "pypi"  # --environment: "pypi" builds @pypi steps' environments, "local" ignores them
+    system_tags: tuple = ()  # project:, project_branch: of a @project flow's run
+    lock: object = None  # (name, "wait" or "refuse"): the overlap lock the run takes first
 
 
 class _Running(NamedTuple):
@@ -177,6 +179,13 @@ class RunDriver:
         self._remote.origin_run_id = plan.origin_run_id if plan is not None else None
         self._environments = self._resolve_environments(plan)
         self.run_id = self.meta.allocate_run_id(self.flow, self.options.run_id)
+        if self.options.lock is not None:
+            from mflow.meta.lock import RunLock
+
+            name, mode = self.options.lock
+            RunLock(self.meta, self.flow, name, mode).acquire(
+                self.run_id, on_wait=lambda holder: self.events.warning("Waiting for run %s to end (--lock wait)." % holder)
+            )
         if self._environments is not None:
             self._environments.record(self.flow, self.run_id)
         if self.options.run_id_file:
@@ -205,6 +214,7 @@ class RunDriver:
             code_key=getattr(code, "key", None),
             origin_run_id=plan.origin_run_id if plan is not None else None,
             graph=graph_summary(self.graph),
+            extra_system_tags=self.options.system_tags,
         )
         self.events.run_started(self.flow, self.run_id)
         self._log_dir = make_private_folder("mflow-%s-%s-" % (self.flow, self.run_id))

@@ -189,6 +189,7 @@ class TaskAttempt:
             origin_run_id=self.origin_run_id,
             tags=list(self.tags),
             parameter_names=[p.name for _, p in self.flow_class._get_parameters()],
+            **self._project_fields(),
         )
         try:
             if self.fallback is not None:
@@ -212,6 +213,23 @@ class TaskAttempt:
             transition.kind,
             transition.num_splits,
         )
+
+    def _project_fields(self):
+        """current's @project fields, from the run's system tags; none for other flows (which
+        then read no run record)."""
+        if "project" not in (getattr(self.flow_class, "_flow_decorators", None) or {}):
+            return {}
+        from mflow.deploy.project import project_from_tags
+
+        try:
+            record = self.meta.run_record(self.flow_name, self.run_id)
+        except MflowError:  # a task run by hand, of a run with no record
+            return {}
+        info = project_from_tags(record.system_tags, self.flow_name)
+        if info is None:
+            return {}
+        return {"project_name": info.name, "branch_name": info.branch, "is_production": info.is_production,
+                "project_flow_name": info.flow_name}
 
     # --- inputs ----------------------------------------------------------------------------
 
