@@ -21,7 +21,7 @@ class ShapesFlow(FlowSpec):
     alpha = Parameter("alpha", help="Learning rate", default=0.01)
     config = Parameter("config", type=JSONType, default='{"a": 1}', help="Settings")
     mode = Parameter("mode", default="fast", required=True)
-    tags = Parameter("tags", separator=",", default="a,b")
+    labels = Parameter("labels", separator=",", default="a,b")
     size = Parameter("size", default=len("abc"))
     data = IncludeFile("data", help="A CSV", default="data.csv")
 
@@ -143,11 +143,11 @@ def test_parameters(cli, shapes):
     assert params["alpha"]["help"] == "Learning rate"
     assert params["config"]["type"] == "JSONType" and params["config"]["default"] == '{"a": 1}'
     assert params["mode"]["required"] is True and params["mode"]["type"] == "str"
-    assert params["tags"]["separator"] == ","
+    assert params["labels"]["separator"] == ","
     assert params["size"]["default"] == 'len("abc")' and params["size"]["default_literal"] is False
     assert params["data"]["kind"] == "IncludeFile" and params["data"]["type"] == "file"
     assert params["alpha"]["line"] == line_of(shapes, "alpha = ")
-    assert list(params) == ["alpha", "config", "mode", "tags", "size", "data"]
+    assert list(params) == ["alpha", "config", "mode", "labels", "size", "data"]
 
 
 def test_the_file_is_never_executed(cli, tmp_path):
