@@ -164,6 +164,9 @@ def test_latest_resolves_in_the_namespace(runs, run):
 
 def test_resolved_once_per_command(tmp_path):
     """A run that ends while a command works cannot mix two runs: the resolver keeps what it found."""
+    from mflow.client import default_namespace
+
+    default_namespace()  # another test in this process may have set namespace(None)
     store = open_store(str(tmp_path / "store"), environ={"MFLOW_USER": "alice"})
     meta = MetaStore(store)
 

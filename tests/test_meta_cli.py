@@ -271,7 +271,8 @@ def test_tag_errors_change_nothing(run, history):
     assert removed.code == 2 and removed.stdout == ""
     assert removed.stderr == (
         "Error: cannot remove 'user:alice': it is a system tag. Tags beginning with user:, runtime:, "
-        "python_version:, mflow_version:, date: belong to mflow; nothing was changed.\n"
+        "python_version:, mflow_version:, date:, project:, project_branch:, scheduler:, production: belong to "
+        "mflow; nothing was changed.\n"
     )
     empty = run("tag", "add", spec, "")
     assert (empty.code, empty.stderr) == (2, "Error: a tag cannot be empty. Give a tag of 1 to 500 characters.\n")
