@@ -23,10 +23,12 @@ SUBCOMMANDS = {
     "batch": "mflow.cli.batch:batch",
     "env": "mflow.cli.env:env",
     "schedule": "mflow.cli.schedule:schedule",
+    "step-functions": "mflow.cli.stepfunctions:step_functions",
+    "airflow": "mflow.cli.airflow:airflow",
 }
 
 # Subcommands whose first argument is FLOW.py: `python flow.py NAME ...` maps onto them.
-FLOW_FILE_SUBCOMMANDS = ("check", "show", "run", "resume", "schedule")
+FLOW_FILE_SUBCOMMANDS = ("check", "show", "run", "resume", "schedule", "step-functions", "airflow")
 
 
 class LazyGroup(click.Group):
