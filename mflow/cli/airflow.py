@@ -18,6 +18,8 @@ class AirflowGroup(click.Group):
         position = next((i for i, arg in enumerate(args) if arg in self.commands), None)
         if position:
             args = [args[position]] + list(args[:position]) + list(args[position + 1:])
+        elif position is None and args and args[0] == "--flow":  # `python flow.py airflow [--help]`
+            args = [arg for arg in args if arg in ("-h", "--help")]
         return super().parse_args(ctx, args)
 
 
