@@ -95,13 +95,14 @@ SERVER_MAIN = "import sfn_server; sfn_server.patch_moto(); from moto.server impo
 def patch_moto():
     """Test-only fixes to moto 5.2.5's Step Functions interpreter, applied as its server starts.
 
-    getmoto/moto#10076 (fix proposed in getmoto/moto#10094): a service integration's
+    1. getmoto/moto#10076 (fix proposed in getmoto/moto#10094): a service integration's
     parameters go to boto3 in the state machine's PascalCase (`JobName`), and its answer
     comes back in boto3's casing (`jobId`), because moto's port of LocalStack's interpreter
     reduced StateTaskService._normalise_parameters and _normalise_response to `pass`. AWS
     Batch's submitJob.sync then fails with States.Runtime (cause 'JobName'). Restored here as
     upstream's fix does: both convert through the operation's botocore shapes, with the
-    helpers moto kept (_to_boto_request, _from_boto_response)."""
+    helpers moto kept (_to_boto_request, _from_boto_response).
+    2. A retried .sync task timed out at once: see _fresh_task_token_per_attempt()."""
     import botocore.session
     from botocore import xform_name
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service
@@ -130,6 +131,33 @@ def patch_moto():
     service = state_task_service.StateTaskService
     service._normalise_parameters = normalise_parameters
     service._normalise_response = normalise_response
+    _fresh_task_token_per_attempt()
+
+
+def _fresh_task_token_per_attempt():
+    """A .sync task of a service that also supports waitForTaskToken (Batch) listens on its
+    task token; the token is made once per state, and the first attempt's end interrupts its
+    listener, so a retry (@retry's Retry) "times out" at once (TaskTimedOut, a Catch runs
+    while the retried job still runs). AWS gives every attempt a token of its own; so does
+    this. No upstream issue found: moto inherited it from LocalStack's interpreter, where
+    .sync tasks started listening on the token (localstack/localstack#11197)."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_callback as callback,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
+
+    task_class = callback.StateTaskServiceCallback
+    original = task_class._eval_integration_pattern
+
+    def eval_integration_pattern(self, env, *args, **kwargs):
+        if ResourceCondition.WaitForTaskToken in self._supported_integration_patterns:
+            token = (env.states.context_object.context_object_data.get("Task") or {}).get("Token")
+            endpoint = env.callback_pool_manager.get(token) if token else None
+            if endpoint is not None and endpoint._notify_event.is_set():  # an earlier attempt's, interrupted
+                env.callback_pool_manager.add(env.states.context_object.update_task_token())
+        return original(self, env, *args, **kwargs)
+
+    task_class._eval_integration_pattern = eval_integration_pattern
 
 
 def _python():

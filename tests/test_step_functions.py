@@ -150,6 +150,27 @@ class FailFlow(FlowSpec):
         pass
 """
 
+CATCHING = """
+from mflow import FlowSpec, step, catch, retry
+
+
+class CatchFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.risky)
+
+    @catch(var="problem")
+    @retry(times=1, minutes_between_retries=0)
+    @step
+    def risky(self):
+        raise RuntimeError("bad luck")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        self.seen = str(self.problem)
+"""
+
 SWITCH = """
 from mflow import FlowSpec, step
 
@@ -454,6 +475,8 @@ def test_a_failed_step_is_retried_then_the_run_is_recorded_failed(tmp_path, s3_s
     pathspec = deployed.trigger()
     execution = deployed.wait(pathspec)
     assert execution["status"] == "FAILED" and execution["error"] == "mflow.RunFailed", execution
+    history = sfn_server.client("stepfunctions").get_execution_history(executionArn=execution["executionArn"])
+    assert [e["type"] for e in history["events"]].count("TaskFailed") == 2  # boom, and its retry
     run = deployed.client_run(pathspec)
     assert run.state == "failed" and not run.successful
     boom = run["boom"].task
@@ -461,3 +484,16 @@ def test_a_failed_step_is_retried_then_the_run_is_recorded_failed(tmp_path, s3_s
     assert "no good" in str(boom.exception)
     runs = deployed.mflow("runs", "FailFlow", "--json")
     assert [json.loads(line)["status"] for line in runs.stdout.splitlines()] == ["failed"], runs.stderr
+
+
+def test_catch_stands_in_after_the_retries_and_the_run_goes_on(tmp_path, s3_server, sfn_server):
+    deployed = Deployed(sfn_server, s3_server, tmp_path, CATCHING)
+    pathspec = deployed.trigger()
+    execution = deployed.wait(pathspec)
+    assert execution["status"] == "SUCCEEDED", execution
+    history = sfn_server.client("stepfunctions").get_execution_history(executionArn=execution["executionArn"])
+    assert "TaskTimedOut" not in [event["type"] for event in history["events"]]
+    run = deployed.client_run(pathspec)
+    assert [(a.current_attempt, a.status) for a in run["risky"].task.attempts] == [
+        (0, "failed"), (1, "failed"), (2, "successful")]
+    assert "bad luck" in run.data.seen
