@@ -359,8 +359,8 @@ def _silent_endpoint():
     return server, fillers
 
 
-@pytest.mark.parametrize("endpoint", ["refused", "silent"])
-def test_an_unreachable_endpoint_fails_within_seconds(tmp_path, s3_server, endpoint):
+@pytest.mark.parametrize("endpoint, command", [("refused", "create"), ("silent", "create"), ("silent", "trigger")])
+def test_an_unreachable_endpoint_fails_within_seconds(tmp_path, s3_server, endpoint, command):
     from s3_server import free_ports
 
     held = _silent_endpoint() if endpoint == "silent" else None
@@ -371,7 +371,7 @@ def test_an_unreachable_endpoint_fails_within_seconds(tmp_path, s3_server, endpo
                MFLOW_BATCH_RETRIES="2", MFLOW_SFN_IAM_ROLE="arn:aws:iam::1:role/r")
     started = time.monotonic()
     try:
-        result = sfn(env, "create", write(tmp_path, HELLO), timeout=60)
+        result = sfn(env, command, write(tmp_path, HELLO), timeout=60)
     finally:
         for sock in (held[1] + [held[0]]) if held else ():
             sock.close()
@@ -398,6 +398,9 @@ def test_python_flow_py_step_functions_is_the_same_command(tmp_path, s3_server):
                             capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 0, result.stderr
     assert set(json.loads(result.stdout)["States"]) >= {"start", "hello", "end"}
+    result = subprocess.run([sys.executable, str(path), "step-functions", "--help"], capture_output=True, text=True,
+                            env=env, timeout=60)
+    assert result.returncode == 0 and "list-runs" in result.stdout, result.stderr
 
 
 # --- runs on the emulator ------------------------------------------------------------------

@@ -22,13 +22,17 @@ class StepFunctionsGroup(click.Group):
 
     def parse_args(self, ctx, args):
         args = list(args)
-        if args and args[0] not in self.commands and not args[0].startswith("-h") and args[0] != "--help":
+        if args and args[0] not in self.commands:
             valued = {opt for command in self.commands.values() for param in command.params
                       if isinstance(param, click.Option) and not param.is_flag for opt in param.opts}
             for index, arg in enumerate(args):
                 if arg in self.commands and (index == 0 or args[index - 1] not in valued):
                     args = [arg] + args[:index] + args[index + 1:]
                     break
+            else:
+                # No subcommand (`python flow.py step-functions --help`): the group's own help.
+                args = [arg for index, arg in enumerate(args)
+                        if arg != "--flow" and (index == 0 or args[index - 1] != "--flow") and not arg.endswith(".py")]
         return super().parse_args(ctx, args)
 
 
@@ -175,8 +179,8 @@ def trigger(ctx, flow_file, flow_name, name, branch, production, run_id, run_id_
     """Start a run of the deployed FLOW.py on Step Functions; print its pathspec.
 
     Each Parameter of the flow is an option, as for `mflow run` (`--NAME VALUE`, booleans
-    `--NAME/--no-NAME`); values not given are the defaults taken when the flow was
-    deployed. A value is checked here and converted by the run's start task.
+    `--NAME/--no-NAME`), also MFLOW_PARAM_<NAME>; values not given are the defaults taken
+    when the flow was deployed. A value is checked here and converted by the run's start task.
 
     Examples:
 
@@ -190,7 +194,7 @@ def trigger(ctx, flow_file, flow_name, name, branch, production, run_id, run_id_
 
     console = ctx.obj
     graph, flow_class = ctx.meta.get("mflow.flow") or load_flow(flow_file, flow_name)
-    values = _given_parameters(flow_class, params)
+    values = _given_parameters(flow_class, params, console.environ)
     machine = _machine_name(console, graph, flow_class, name, branch, production)
     execution = sfn.execution_name(run_id)
     aws = sfn.StepFunctions(console.environ)
@@ -207,14 +211,19 @@ def trigger(ctx, flow_file, flow_name, name, branch, production, run_id, run_id_
     console.out("%s/%s" % (graph.name, run))
 
 
-def _given_parameters(flow_class, params):
-    """{name: value} of the parameters given: the text as typed (checked by converting it
-    here), booleans as booleans; IncludeFile is read at deploy time only."""
+def _given_parameters(flow_class, params, environ):
+    """{name: value} of the parameters given (an option, else MFLOW_PARAM_<NAME>): the text
+    as typed (checked by converting it here), booleans as booleans; IncludeFile is read at
+    deploy time only."""
     from mflow.errors import ParameterError
+
+    from .run import parameter_env_name
 
     values = {}
     for attribute, parameter in flow_class._get_parameters():
         raw = params.get("param_" + attribute)
+        if raw is None:
+            raw = environ.get(parameter_env_name(parameter.name))
         if raw is None:
             continue
         if parameter.kind == "IncludeFile":
