@@ -23,8 +23,9 @@ class Airflow:
     def __init__(self, venv, home):
         self.venv, self.home = Path(venv), Path(home)
 
-    def env(self, dags_folder):
+    def env(self, dags_folder, extra=None):
         env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
+        env.update(extra or {})
         env.update(
             AIRFLOW_HOME=str(self.home),
             AIRFLOW__CORE__DAGS_FOLDER=str(dags_folder),
@@ -34,19 +35,20 @@ class Airflow:
         )
         return env
 
-    def command(self, *args, dags_folder, timeout=120):
+    def command(self, *args, dags_folder, timeout=120, env=None):
         return subprocess.run([str(self.venv / "bin" / "airflow"), *map(str, args)], capture_output=True, text=True,
-                              env=self.env(dags_folder), timeout=timeout)
+                              env=self.env(dags_folder, env), timeout=timeout)
 
-    def dags_test(self, dag_file, dag_id, conf=None, timeout=600):
-        """`airflow dags test DAG_ID` of `dag_file`: (completed process, DAG run id, state)."""
+    def dags_test(self, dag_file, dag_id, conf=None, timeout=600, env=None):
+        """`airflow dags test DAG_ID` of `dag_file`, its workers' environment with `env`:
+        (completed process, DAG run id, state)."""
         import json
 
         dag_file = Path(dag_file).resolve()
         args = ["dags", "test", dag_id, "-f", dag_file]
         if conf is not None:
             args += ["-c", json.dumps(conf)]
-        done = self.command(*args, dags_folder=dag_file.parent, timeout=timeout)
+        done = self.command(*args, dags_folder=dag_file.parent, timeout=timeout, env=env)
         output = done.stdout + done.stderr
         finished = re.search(r"DagRun Finished: dag_id=%s, .*?run_id=([^,]+),.*?state=(\w+)" % re.escape(dag_id),
                              output)

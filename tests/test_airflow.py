@@ -213,6 +213,39 @@ def test_a_foreach_of_100_and_a_nested_foreach_run_on_airflow(airflow, flows):
     assert len(list(run["each"])) == 100
 
 
+HELLO = """
+from mflow import FlowSpec, step
+
+class HelloFlow(FlowSpec):
+    @step
+    def start(self):
+        self.greeting = "hello"
+        self.next(self.end)
+
+    @step
+    def end(self):
+        self.loud = self.greeting.upper()
+"""
+
+
+def test_a_run_on_an_s3_store_takes_the_workers_credentials(airflow, flows, s3_server):
+    url = s3_server.url()
+    secret = s3_server.env["AWS_SECRET_ACCESS_KEY"]
+    flows.env.update(s3_server.env)
+    dag = flows.create(flows.write(HELLO), "--store", url)
+    text = dag.read_text()
+    assert secret not in text and s3_server.endpoint in text  # the store's settings, never credentials
+    credentials = {name: s3_server.env[name] for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    _, airflow_run, state = airflow.dags_test(dag, "HelloFlow", env=credentials)
+    assert state == "success"
+    from mflow.client import Run
+    from mflow.store import open_store
+
+    store = open_store(url, environ=dict(os.environ, **s3_server.env))
+    run = Run("HelloFlow/%s" % mflow_run_id(airflow_run), store=store, namespace=None)
+    assert run.successful and run["end"].task.data.loud == "HELLO"
+
+
 FAILING = """
 import os
 from mflow import FlowSpec, step, retry, catch, current

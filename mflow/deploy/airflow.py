@@ -337,7 +337,10 @@ def mflow_params(params):
 
 def foreach_splits(output):
     """The task ids of a foreach task's splits, from the result line mflow-task prints last."""
-    result = json.loads(output)
+    try:
+        result = json.loads(output)
+    except ValueError:
+        raise ValueError("the last line mflow-task printed is not its result line: %r" % output[:500]) from None
     task_id = result["pathspec"].rsplit("/", 1)[1]
     return ["%s-%d" % (task_id, index) for index in range(result["foreach_splits"])]
 
