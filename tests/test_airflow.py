@@ -170,11 +170,13 @@ class WideFlow(FlowSpec):
     def gather(self, inputs):
         self.values = [i.value for i in inputs]
         self.rows = [[0, 1], [10, 11, 12], [20]]
+        print('{"foreach_splits": 99}')  # the step's output is not the task's result line
         self.next(self.outer, foreach="rows")
 
     @step
     def outer(self):
         self.row = self.input
+        print("row", self.row)
         self.next(self.inner, foreach="row")
 
     @step
