@@ -25,10 +25,12 @@ SUBCOMMANDS = {
     "schedule": "mflow.cli.schedule:schedule",
     "step-functions": "mflow.cli.stepfunctions:step_functions",
     "airflow": "mflow.cli.airflow:airflow",
+    "argo-workflows": "mflow.cli.argo:argo_workflows",
 }
 
 # Subcommands whose first argument is FLOW.py: `python flow.py NAME ...` maps onto them.
-FLOW_FILE_SUBCOMMANDS = ("check", "show", "run", "resume", "schedule", "step-functions", "airflow")
+FLOW_FILE_SUBCOMMANDS = ("check", "show", "run", "resume", "schedule", "step-functions", "airflow",
+                         "argo-workflows")
 
 
 class LazyGroup(click.Group):
