@@ -239,11 +239,10 @@ class Deployed:
         pytest.fail("execution %s did not end within %.0f s" % (arn, EXECUTION_TIMEOUT))
 
     def client_run(self, pathspec):
-        from mflow import Run, namespace
+        from mflow import Run
+        from mflow.store import open_store
 
-        os.environ.update(self.server.env, MFLOW_STORE=self.store)
-        namespace(None)
-        return Run(pathspec)
+        return Run(pathspec, store=open_store(self.store, environ=self.env), namespace=None)
 
     def mflow(self, *args):
         return subprocess.run([mflow(), *map(str, args)], capture_output=True, text=True, env=self.env, timeout=60)
