@@ -59,3 +59,7 @@ def repo():
 from s3_server import s3_server, store_under_test  # noqa: E402,F401  (SeaweedFS on 127.0.0.1)
 from batch_server import batch_server, failing_batch_server  # noqa: E402,F401  (moto's AWS Batch on 127.0.0.1)
 from slurm_cluster import slurm_cluster  # noqa: E402,F401  (munged, slurmctld and slurmd on 127.0.0.1)
+# One Docker daemon and one job image for every module that runs containers (Step Functions'
+# Batch jobs, Argo's pods), and moto's Step Functions server.
+from docker_env import docker_daemon, mflow_image  # noqa: E402,F401
+from sfn_server import sfn_server  # noqa: E402,F401

@@ -329,4 +329,7 @@ def docker_daemon(tmp_path_factory):
 @pytest.fixture(scope="session")
 def mflow_image(docker_daemon, request):
     """The name of the local image with this machine's Python and mflow (see the module's docstring)."""
-    return build_image(docker_daemon, str(request.config.cache.mkdir("mflow-image")))
+    cache = getattr(request.config, "cache", None)  # none with -p no:cacheprovider: build it afresh
+    folder = cache.mkdir("mflow-image") if cache is not None else request.getfixturevalue("tmp_path_factory").mktemp(
+        "mflow-image")
+    return build_image(docker_daemon, str(folder))

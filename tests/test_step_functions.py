@@ -11,8 +11,6 @@ import textwrap
 import time
 
 import pytest
-from docker_env import docker_daemon, mflow_image  # noqa: F401  (session fixtures)
-from sfn_server import sfn_server  # noqa: F401
 from test_run import mflow
 
 EXECUTION_TIMEOUT = 300.0
