@@ -31,8 +31,9 @@ RUN_FAILED = "run-failed"
 #: The label every workflow of a deployment carries, whoever started it (list-runs reads it).
 TEMPLATE_LABEL = "mflow/workflow-template"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "mflow"}
-#: mflow-task's exit status for a failure no retry can fix: Argo does not retry it.
-RETRY_EXPRESSION = "lastRetry.exitCode != '11'"
+#: mflow-task's exit statuses that no retry can fix (a bad command line or input, a task
+#: failed for good): Argo does not retry them.
+RETRY_EXPRESSION = "lastRetry.exitCode not in ['2', '3', '11']"
 DEFAULT_NAMESPACE = "default"
 DEFAULT_MAX_WORKERS = 100
 DEFAULT_TIMEOUT = 10.0
@@ -418,7 +419,8 @@ def _depends(terms):
 
 def _retry_strategy(retry, retries):
     """@retry as Argo's retryStrategy: `retries` more tries, after the delay mflow gives a
-    remote task (Metaflow's 2 minutes when unset), growing by backoff; never after exit 11."""
+    remote task (Metaflow's 2 minutes when unset), growing by backoff; never after a failure
+    for good (exit 2, 3 or 11)."""
     from mflow.decospec import retry_delay
 
     strategy = {"limit": retries, "retryPolicy": "Always", "expression": RETRY_EXPRESSION}
@@ -579,7 +581,7 @@ class ArgoClient:
         from urllib.parse import quote
 
         key = "listOptions.labelSelector" if self.argo_server else "labelSelector"
-        found = self._request("GET", "%s?%s=%s" % (self._collection("Workflow"), key, quote(selector)))
+        found = self._request("GET", "%s?%s=%s" % (self._collection("Workflow"), key, quote(selector, safe="")))
         items = (found or {}).get("items") or []
         return sorted(items, key=lambda w: w.get("metadata", {}).get("creationTimestamp") or "", reverse=True)
 
