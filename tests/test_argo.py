@@ -15,7 +15,6 @@ import time
 
 import pytest
 from argo_sim import ArgoSim, DockerRunner, read_manifests
-from docker_env import docker_daemon, mflow_image  # noqa: F401  (session fixtures)
 from test_deploy import Local as DeployLocal
 from test_deploy import write
 from test_run import mflow
